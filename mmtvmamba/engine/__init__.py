@@ -1,0 +1,2 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+"""Hooks, optimizer constructors and parameter schedulers."""

@@ -1,0 +1,10 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+from .backbones import *  # noqa: F401,F403
+from .layers import *  # noqa: F401,F403
+from .selective_scan import (linear_recurrence, selective_scan,
+                             selective_scan_chunked, selective_scan_ref)
+
+__all__ = [
+    'selective_scan', 'selective_scan_ref', 'selective_scan_chunked',
+    'linear_recurrence'
+]

@@ -1,0 +1,4 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+from .tvmamba_vssm import TVMambaVSSM
+
+__all__ = ['TVMambaVSSM']

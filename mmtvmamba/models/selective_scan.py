@@ -1,0 +1,208 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+"""Selective scan (the S6 recurrence) with one entry point.
+
+:func:`selective_scan` computes, for every channel ``d`` and state ``n``::
+
+    delta = softplus(delta + delta_bias)          (if delta_softplus)
+    h_t   = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t
+    y_t   = sum_n C_t * h_t + D * u_t
+
+B and C are shared by groups of channels: with ``B`` of shape
+(batch, G, N, L), channel ``d`` uses group ``d // (D_total // G)``. This is
+how SS2D stores one B and C per scan direction.
+
+On CUDA tensors it uses mamba_ssm's kernel when that package is installed;
+otherwise it runs :func:`selective_scan_chunked`, a chunked pure-PyTorch
+form whose loop has about 2 * sqrt(L) steps and that matches the
+sequential :func:`selective_scan_ref` up to float rounding.
+"""
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+try:
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+except ImportError:  # mamba_ssm is optional and needs CUDA.
+    selective_scan_fn = None
+
+__all__ = [
+    'selective_scan', 'selective_scan_ref', 'selective_scan_chunked',
+    'linear_recurrence'
+]
+
+
+def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
+    """Return float32 views shaped (batch, G, D/G, L, N) for the scan."""
+    batch, channels, length = u.shape
+    groups = B.shape[1]
+    if channels % groups:
+        raise ValueError(f'{channels} channels cannot be split into '
+                         f'{groups} groups of B and C')
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+
+    shape = (batch, groups, channels // groups, length, 1)
+    delta = delta.reshape(shape)
+    u = u.float().reshape(shape)
+    A = A.float().reshape(1, groups, channels // groups, 1, -1)
+    B = B.float().transpose(2, 3)[:, :, None]
+    C = C.float().transpose(2, 3)[:, :, None]
+    return u, delta, A, B, C
+
+
+def _finish(y, u, D, shape):
+    y = y.reshape(shape)
+    if D is not None:
+        y = y + u.float() * D.float()[:, None]
+    return y
+
+
+def selective_scan_ref(u: Tensor,
+                       delta: Tensor,
+                       A: Tensor,
+                       B: Tensor,
+                       C: Tensor,
+                       D: Optional[Tensor] = None,
+                       delta_bias: Optional[Tensor] = None,
+                       delta_softplus: bool = False) -> Tensor:
+    """Compute the selective scan with a sequential loop over time.
+
+    The slow, obvious reference against which faster forms are tested.
+
+    Args:
+        u (Tensor): Input of shape (batch, D, L).
+        delta (Tensor): Time steps of shape (batch, D, L).
+        A (Tensor): State matrix of shape (D, N), real and negative.
+        B (Tensor): Input projection of shape (batch, G, N, L).
+        C (Tensor): Output projection of shape (batch, G, N, L).
+        D (Tensor, optional): Skip weight of shape (D, ). Defaults to None.
+        delta_bias (Tensor, optional): Bias of shape (D, ) added to
+            ``delta``. Defaults to None.
+        delta_softplus (bool): Apply softplus to ``delta``.
+            Defaults to False.
+
+    Returns:
+        Tensor: Output of shape (batch, D, L) in float32.
+    """
+    u5, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias,
+                                  delta_softplus)
+    decay = torch.exp(delta * A)
+    drive = delta * B * u5
+    state = torch.zeros_like(decay[..., 0, :])
+    outputs = []
+    for t in range(u.shape[-1]):
+        state = decay[..., t, :] * state + drive[..., t, :]
+        outputs.append((state * C[..., t, :]).sum(-1))
+    y = torch.stack(outputs, dim=-1)
+    return _finish(y, u, D, u.shape)
+
+
+def _scan_chunks(decay: Tensor, drive: Tensor):
+    """Run ``h_t = decay_t * h_{t-1} + drive_t`` along axis -2 of every
+    chunk at once.
+
+    The loop runs over positions inside a chunk, so its length is the chunk
+    size, and each step updates all chunks and channels together. Returns
+    the running products of the decays and the states, shaped like the
+    inputs.
+    """
+    state = torch.zeros_like(drive[..., 0, :])
+    product = torch.ones_like(state)
+    states, products = [], []
+    # unbind gives views whose backward is one stack; indexing a step at a
+    # time would allocate a full-size gradient per step.
+    for decay_t, drive_t in zip(decay.unbind(-2), drive.unbind(-2)):
+        state = decay_t * state + drive_t
+        product = product * decay_t
+        states.append(state)
+        products.append(product)
+    return torch.stack(products, -2), torch.stack(states, -2)
+
+
+def linear_recurrence(decay: Tensor,
+                      drive: Tensor,
+                      chunk_size: Optional[int] = None) -> Tensor:
+    """Return all states of ``h_t = decay_t * h_{t-1} + drive_t``, h_0 = 0.
+
+    Time runs along axis -2. The sequence is cut into chunks that are
+    scanned together, the states at the chunk ends are scanned the same way
+    (recursively), and each chunk then adds its carried-in state times its
+    running decay product. The Python loop thus has about 2 * sqrt(L) steps
+    instead of L. Decays lie in [0, 1], so no product overflows.
+
+    Args:
+        decay (Tensor): Decays in [0, 1], shape (..., L, N).
+        drive (Tensor): Inputs, shaped like ``decay``.
+        chunk_size (int, optional): Chunk length; None picks
+            ``max(16, isqrt(L))``. Defaults to None.
+    """
+    length = decay.shape[-2]
+    if chunk_size is None:
+        chunk_size = max(16, math.isqrt(length))
+    if length <= chunk_size:
+        return _scan_chunks(decay, drive)[1]
+
+    num_chunks = -(-length // chunk_size)
+    pad = num_chunks * chunk_size - length
+    if pad:
+        decay = F.pad(decay, (0, 0, 0, pad), value=1.0)
+        drive = F.pad(drive, (0, 0, 0, pad), value=0.0)
+    decay = decay.unflatten(-2, (num_chunks, chunk_size))
+    drive = drive.unflatten(-2, (num_chunks, chunk_size))
+
+    products, chunk_states = _scan_chunks(decay, drive)
+    end_states = linear_recurrence(products[..., -1, :],
+                                   chunk_states[..., -1, :])
+    carried = F.pad(end_states[..., :-1, :], (0, 0, 1, 0))
+    states = chunk_states + products * carried.unsqueeze(-2)
+    return states.flatten(-3, -2)[..., :length, :]
+
+
+def selective_scan_chunked(u: Tensor,
+                           delta: Tensor,
+                           A: Tensor,
+                           B: Tensor,
+                           C: Tensor,
+                           D: Optional[Tensor] = None,
+                           delta_bias: Optional[Tensor] = None,
+                           delta_softplus: bool = False,
+                           chunk_size: Optional[int] = None) -> Tensor:
+    """Compute the selective scan with a chunked linear recurrence.
+
+    Takes the arguments of :func:`selective_scan_ref` plus ``chunk_size``
+    and returns the same float32 output up to rounding.
+    """
+    u5, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias,
+                                  delta_softplus)
+    decay = torch.exp(delta * A)
+    drive = delta * B * u5
+    states = linear_recurrence(decay, drive, chunk_size)
+    y = (states * C).sum(-1)
+    return _finish(y, u, D, u.shape)
+
+
+def selective_scan(u: Tensor,
+                   delta: Tensor,
+                   A: Tensor,
+                   B: Tensor,
+                   C: Tensor,
+                   D: Optional[Tensor] = None,
+                   delta_bias: Optional[Tensor] = None,
+                   delta_softplus: bool = False) -> Tensor:
+    """Compute the selective scan with the fastest available backend.
+
+    Takes the arguments of :func:`selective_scan_ref` and returns a float32
+    tensor of shape (batch, D, L).
+    """
+    if u.is_cuda and selective_scan_fn is not None:
+        y = selective_scan_fn(u, delta, A, B.contiguous(), C.contiguous(), D,
+                              None, delta_bias, delta_softplus)
+        return y.float()
+    return selective_scan_chunked(u, delta, A, B, C, D, delta_bias,
+                                  delta_softplus)

@@ -1,0 +1,119 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+"""Activation quantizers applied to the inputs of linear projections."""
+import logging
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .functional import GRAD_SCALE_MODES, Q2TFunction, rms_normalize
+
+__all__ = ['Q2TQuantizer']
+
+logger = logging.getLogger(__name__)
+
+
+class Q2TQuantizer(nn.Module):
+    """Quinary-to-ternary (Q2T) activation quantizer.
+
+    Every token is first divided by its RMS over the channels, then each
+    channel ``c`` is quantized to ``alpha_c * clip(round(x / alpha_c), -Q_c,
+    Q_c)`` with a learnable scale ``alpha_c`` and an integer radius ``Q_c``:
+    radius 2 gives five levels, radius 1 gives ternary codes. The output is
+    multiplied by the token's RMS again, so in full precision the layer
+    computes the same function as before quantization; at deployment the RMS
+    is a per-token scale applied after the integer matrix multiply.
+
+    The scale starts at ``init_alpha``. On the first training step of a
+    quantizer whose ``initialized`` buffer is 0, it is reset from the batch
+    with LSQ's rule ``2 * mean(|x_c|) / sqrt(Q_c)``, averaged over ranks in
+    distributed training. Checkpoints store the buffer, so a trained
+    quantizer keeps its scale when loaded.
+
+    Args:
+        num_channels (int): Number of channels C.
+        dim (int): Channel axis of the inputs. Defaults to 1 (NCHW).
+        groups (int): Number of contiguous channel groups that are
+            RMS-normalized separately, e.g. the four scan directions of
+            stacked projections. Defaults to 1.
+        radius (int): Initial radius of every channel, 1 or 2.
+            Defaults to 2.
+        grad_scale (str): Rescaling of the scale gradient: ``'paper'`` for
+            ``1 / (sqrt(N_c) * Q_c)`` as the TVMamba paper prints it, or
+            ``'lsq'`` for ``1 / sqrt(N_c * Q_c)``. Defaults to ``'paper'``.
+        init_alpha (float): Scale before data initialization.
+            Defaults to 1.0.
+        eps (float): Added to the mean square in the RMS normalization.
+            Defaults to 1e-6.
+    """
+
+    def __init__(self,
+                 num_channels: int,
+                 dim: int = 1,
+                 groups: int = 1,
+                 radius: int = 2,
+                 grad_scale: str = 'paper',
+                 init_alpha: float = 1.0,
+                 eps: float = 1e-6) -> None:
+        super().__init__()
+        if num_channels <= 0 or num_channels % groups:
+            raise ValueError(f'num_channels={num_channels} must be positive '
+                             f'and divisible by groups={groups}')
+        if radius not in (1, 2):
+            raise ValueError(f'invalid radius {radius}; use 1 (ternary) or '
+                             '2 (five levels)')
+        if grad_scale not in GRAD_SCALE_MODES:
+            raise ValueError(f'invalid grad_scale {grad_scale!r}; use one of '
+                             f'{GRAD_SCALE_MODES}')
+        if init_alpha <= 0:
+            raise ValueError(f'init_alpha={init_alpha} must be positive')
+        self.num_channels = num_channels
+        self.dim = dim
+        self.groups = groups
+        self.grad_scale = grad_scale
+        self.eps = eps
+        self.alpha = nn.Parameter(torch.full((num_channels, ), init_alpha))
+        self.register_buffer(
+            'radius', torch.full((num_channels, ), radius, dtype=torch.int8))
+        self.register_buffer('initialized', torch.zeros((), dtype=torch.uint8))
+
+    def extra_repr(self) -> str:
+        return (f'num_channels={self.num_channels}, dim={self.dim}, '
+                f'groups={self.groups}, grad_scale={self.grad_scale!r}')
+
+    def _broadcast_shape(self, x: Tensor) -> list:
+        shape = [1] * x.dim()
+        shape[self.dim % x.dim()] = self.num_channels
+        return shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the fake-quantized ``x``, shaped and typed like ``x``."""
+        if x.shape[self.dim] != self.num_channels:
+            raise ValueError(
+                f'input has {x.shape[self.dim]} channels on axis {self.dim} '
+                f'but the quantizer was built for {self.num_channels}')
+        x_bar, rms = rms_normalize(x.float(), self.dim, self.groups, self.eps)
+        if self.training and not self.initialized:
+            self._init_alpha(x_bar)
+
+        shape = self._broadcast_shape(x)
+        alpha = self.alpha.float().view(shape)
+        radius = self.radius.float().view(shape)
+        y = Q2TFunction.apply(x_bar, alpha, radius, self.grad_scale)
+        dim = self.dim % x.dim()
+        y = (y.unflatten(dim, (self.groups, -1)) * rms).flatten(dim, dim + 1)
+        return y.to(x.dtype)
+
+    @torch.no_grad()
+    def _init_alpha(self, x_bar: Tensor) -> None:
+        dims = [i for i in range(x_bar.dim()) if i != self.dim % x_bar.dim()]
+        mean_abs = x_bar.abs().mean(dims)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(mean_abs)
+            mean_abs /= dist.get_world_size()
+        alpha = 2 * mean_abs / self.radius.float().sqrt()
+        self.alpha.copy_(alpha.clamp(min=1e-4))
+        self.initialized.fill_(1)
+        logger.debug('Q2T quantizer with %d channels: scale initialized '
+                     'from data, mean %.4f', self.num_channels,
+                     alpha.mean().item())

@@ -24,8 +24,8 @@ def parse_args():
         '--out', help='dump the predictions to this pickle file (.pkl)')
     parser.add_argument(
         '--show-dir',
-        help='save images with drawn predictions to this dir, relative to '
-        'the work dir''s timestamped folder')
+        help='save images with drawn predictions to this directory; mmdet '
+        'puts it under the run folder in the work dir')
     parser.add_argument(
         '--show', action='store_true', help='show predictions in a window')
     parser.add_argument(
@@ -53,22 +53,32 @@ def parse_args():
 
 
 def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
-    """Switch on the config's visualization hook for --show/--show-dir."""
-    hooks = cfg.get('default_hooks', {})
-    if 'visualization' not in hooks:
-        raise KeyError('--show and --show-dir need a visualization hook in '
-                       'default_hooks (e.g. DetVisualizationHook)')
-    hook = hooks['visualization']
-    hook['draw'] = True
-    if 'enable' in hook or 'Pretrain' in hook.get('type', ''):
+    """Switch on the config's visualization hook for --show/--show-dir.
+
+    The three libraries name the switches differently: mmdet's
+    DetVisualizationHook takes ``draw`` and ``test_out_dir``, mmpretrain's
+    VisualizationHook ``enable`` and ``out_dir``, and mmseg's
+    SegVisualizationHook ``draw`` with the directory on the visualizer.
+    """
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise KeyError('--show and --show-dir need default_hooks.'
+                       'visualization in the config')
+    hook_type = hook.get('type', '').split('.')[-1]
+    if hook_type == 'VisualizationHook':
         hook['enable'] = True
+        directory_key = 'out_dir'
+    else:
+        hook['draw'] = True
+        directory_key = 'test_out_dir'
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
     if args.show_dir:
-        key = 'out_dir' if 'Pretrain' in hook.get('type', '') or \
-            'Cls' in hook.get('type', '') else 'test_out_dir'
-        hook[key] = args.show_dir
+        if hook_type == 'SegVisualizationHook':
+            cfg.visualizer['save_dir'] = args.show_dir
+        else:
+            hook[directory_key] = args.show_dir
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:

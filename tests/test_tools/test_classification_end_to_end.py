@@ -47,7 +47,9 @@ def test_classification_train_then_test(tmp_path):
     assert re.search(r'Epoch\(val\) \[1\]\[2/2\]\s+accuracy/top1: [0-9.]+',
                      output), output[-3000:]
 
+    drawn = tmp_path / 'drawn'
     output = _run(['tools/test.py', str(config),
                    str(tmp_path / 'epoch_1.pth'), '--work-dir',
-                   str(tmp_path)])
+                   str(tmp_path), '--show-dir', str(drawn)])
     assert re.search(r'accuracy/top1: [0-9.]+', output), output[-3000:]
+    assert len(list(drawn.glob('*.png'))) > 0

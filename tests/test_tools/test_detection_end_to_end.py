@@ -1,6 +1,7 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
 """Train TVMamba Mask R-CNN on real COCO images with tools/train.py, evaluate
 the checkpoint with tools/test.py, then resume the run."""
+import glob
 import os.path as osp
 import re
 import subprocess
@@ -83,11 +84,14 @@ def test_test_tool_prints_bbox_and_segm_map(trained, tmp_path):
     config, work_dir, _ = trained
     output = _run([
         'tools/test.py', config, osp.join(work_dir, 'epoch_1.pth'),
-        '--work-dir', str(tmp_path), '--out', str(tmp_path / 'preds.pkl')
+        '--work-dir', str(tmp_path), '--out', str(tmp_path / 'preds.pkl'),
+        '--show-dir', 'drawn'
     ], ROOT)
     assert re.search(r'coco/bbox_mAP: [0-9.]+', output), output[-3000:]
     assert re.search(r'coco/segm_mAP: [0-9.]+', output), output[-3000:]
     assert osp.isfile(tmp_path / 'preds.pkl')
+    drawn = glob.glob(str(tmp_path / '*' / 'drawn' / '*.jpg'))
+    assert len(drawn) == 4
 
 
 def test_resume_continues_from_saved_iteration(trained):

@@ -1,0 +1,76 @@
+// Copyright (c) mmtvmamba contributors. All rights reserved.
+//
+// Registration of the torch.ops.mmtvmamba ops. The registrations run when
+// the shared library is loaded, so `import mmtvmamba._ext` makes the ops
+// available; the Python module itself is empty. Fake (meta) kernels are
+// registered from Python in mmtvmamba/ops/ternary_fake.py.
+#include <string>
+#include <vector>
+
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "ternary.h"
+#include "ternary_ops.h"
+
+namespace mmtvmamba {
+
+namespace {
+
+std::string ternary_isa() {
+  return isa_name(active_isa());
+}
+
+std::string set_ternary_isa(const std::string& name) {
+  return select_isa(name);
+}
+
+std::vector<std::string> ternary_isas() {
+  std::vector<std::string> names;
+  for (Isa isa : {Isa::kAvx512, Isa::kAvx2, Isa::kPortable}) {
+    if (isa_supported(isa)) {
+      names.push_back(isa_name(isa));
+    }
+  }
+  return names;
+}
+
+}  // namespace
+
+}  // namespace mmtvmamba
+
+TORCH_LIBRARY(mmtvmamba, m) {
+  m.def("pack_ternary(Tensor codes, bool check=False) -> Tensor");
+  m.def("pack_quinary(Tensor codes, bool check=False) -> Tensor");
+  m.def("unpack_ternary(Tensor packed, int k) -> Tensor");
+  m.def("unpack_quinary(Tensor packed, int k) -> Tensor");
+  m.def("ternary_mm_int(Tensor a_packed, Tensor w_packed, int k) -> Tensor");
+  m.def("quinary_mm_int(Tensor a_packed, Tensor w_packed, int k) -> Tensor");
+  m.def(
+      "ternary_mm(Tensor a_packed, Tensor w_packed, int k, "
+      "Tensor? row_scale, Tensor col_scale, Tensor? bias=None) -> Tensor");
+  m.def(
+      "quinary_mm(Tensor a_packed, Tensor w_packed, int k, "
+      "Tensor? row_scale, Tensor col_scale, Tensor? bias=None) -> Tensor");
+
+  // Kernel-path selection; these take no tensors, so they are registered
+  // as catch-all kernels.
+  m.def("ternary_isa() -> str", &mmtvmamba::ternary_isa);
+  m.def("set_ternary_isa(str name) -> str", &mmtvmamba::set_ternary_isa);
+  m.def("ternary_isas() -> str[]", &mmtvmamba::ternary_isas);
+}
+
+TORCH_LIBRARY_IMPL(mmtvmamba, CPU, m) {
+  m.impl("pack_ternary", &mmtvmamba::pack_ternary);
+  m.impl("pack_quinary", &mmtvmamba::pack_quinary);
+  m.impl("unpack_ternary", &mmtvmamba::unpack_ternary);
+  m.impl("unpack_quinary", &mmtvmamba::unpack_quinary);
+  m.impl("ternary_mm_int", &mmtvmamba::ternary_mm_int);
+  m.impl("quinary_mm_int", &mmtvmamba::quinary_mm_int);
+  m.impl("ternary_mm", &mmtvmamba::ternary_mm);
+  m.impl("quinary_mm", &mmtvmamba::quinary_mm);
+}
+
+// The module has no Python functions; importing it loads the library and
+// runs the registrations above.
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, /* module */) {}

@@ -1,0 +1,32 @@
+// Copyright (c) mmtvmamba contributors. All rights reserved.
+//
+// CPU implementations of the mmtvmamba ternary ops. The schemas and the
+// layout contract are documented where the ops are registered and in
+// ternary.h.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+
+namespace mmtvmamba {
+
+at::Tensor pack_ternary(const at::Tensor& codes, bool check);
+at::Tensor pack_quinary(const at::Tensor& codes, bool check);
+at::Tensor unpack_ternary(const at::Tensor& packed, int64_t k);
+at::Tensor unpack_quinary(const at::Tensor& packed, int64_t k);
+
+at::Tensor ternary_mm_int(const at::Tensor& a_packed,
+                          const at::Tensor& w_packed, int64_t k);
+at::Tensor quinary_mm_int(const at::Tensor& a_packed,
+                          const at::Tensor& w_packed, int64_t k);
+
+at::Tensor ternary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
+                      int64_t k, const c10::optional<at::Tensor>& row_scale,
+                      const at::Tensor& col_scale,
+                      const c10::optional<at::Tensor>& bias);
+at::Tensor quinary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
+                      int64_t k, const c10::optional<at::Tensor>& row_scale,
+                      const at::Tensor& col_scale,
+                      const c10::optional<at::Tensor>& bias);
+
+}  // namespace mmtvmamba

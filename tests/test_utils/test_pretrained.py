@@ -66,8 +66,10 @@ def test_report_is_logged(tmp_path, capsys):
     model = TVMambaVSSM(arch=TINY_ARCH)
     load_pretrained(model, path, logger=None)
     printed = capsys.readouterr().out
-    assert 'unexpected keys' in printed and 'classifier.head.weight' in printed
-    assert 'missing keys' in printed and 'outnorm0.weight' in printed
+    assert 'unexpected keys' in printed
+    assert 'classifier.head.weight' in printed
+    assert 'missing keys' in printed
+    assert 'outnorm0.weight' in printed
     assert 'quantizer tensors are not in the checkpoint' in printed
 
 

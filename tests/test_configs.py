@@ -17,15 +17,22 @@ CONFIGS = sorted(glob.glob(osp.join(CONFIG_DIR, '**', '*.py'),
 TINY_ARCH = dict(depths=(1, 1, 1, 1), dims=8, ssm_ratio=1.0)
 
 
+def _student(model_cfg):
+    """Return the wrapped model config of a QAT wrapper, else the config."""
+    return model_cfg.get('architecture', model_cfg)
+
+
 def _build(cfg, tiny=True):
     model_cfg = cfg.model.copy()
     if tiny:
-        model_cfg.backbone.arch = TINY_ARCH
-        if 'neck' in model_cfg and 'in_channels' in model_cfg.neck:
-            model_cfg.neck.in_channels = [8, 16, 32, 64]
-        if 'head' in model_cfg and 'in_channels' in model_cfg.head:
-            model_cfg.head.in_channels = 64
-    return MODELS.build(model_cfg)
+        student = _student(model_cfg)
+        student.backbone.arch = TINY_ARCH
+        if 'neck' in student and 'in_channels' in student.neck:
+            student.neck.in_channels = [8, 16, 32, 64]
+        if 'head' in student and 'in_channels' in student.head:
+            student.head.in_channels = 64
+    model = MODELS.build(model_cfg)
+    return getattr(model, 'architecture', model)
 
 
 def test_configs_found():
@@ -38,7 +45,7 @@ def test_configs_found():
                          ids=[osp.relpath(c, CONFIG_DIR) for c in CONFIGS])
 def test_config_builds_model(path):
     cfg = Config.fromfile(path)
-    assert cfg.model.backbone.type == 'mmtvmamba.TVMambaVSSM'
+    assert _student(cfg.model).backbone.type == 'mmtvmamba.TVMambaVSSM'
     init_default_scope(cfg.default_scope)
     model = _build(cfg)
     assert type(model.backbone).__name__ == 'TVMambaVSSM'
@@ -46,8 +53,8 @@ def test_config_builds_model(path):
 
 def test_detection_config_full_size_forward():
     cfg = Config.fromfile(osp.join(CONFIG_DIR, 'mask-rcnn_tvmamba-t_coco.py'))
-    assert cfg.model.neck.in_channels == [96, 192, 384, 768]
-    assert 'depth' not in cfg.model.backbone
+    assert _student(cfg.model).neck.in_channels == [96, 192, 384, 768]
+    assert 'depth' not in _student(cfg.model).backbone
     init_default_scope('mmdet')
     model = _build(cfg, tiny=False).eval()
     with torch.no_grad():

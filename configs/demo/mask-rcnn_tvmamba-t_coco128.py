@@ -15,8 +15,9 @@ max_epochs = 3
 # A model trained this briefly scores its detections below mmdet's default
 # threshold of 0.05, which would leave nothing to evaluate.
 model = dict(
-    backbone=dict(init_cfg=None),
-    test_cfg=dict(rcnn=dict(score_thr=0.001)))
+    architecture=dict(
+        backbone=dict(init_cfg=None),
+        test_cfg=dict(rcnn=dict(score_thr=0.001))))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

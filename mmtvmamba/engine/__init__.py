@@ -1,2 +1,6 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
-"""Hooks, optimizer constructors and parameter schedulers."""
+"""Hooks and parameter schedulers of TVMamba training."""
+from .hooks import Q2TAnnealingHook
+from .schedulers import ThreeStageLR, ThreeStageParamScheduler
+
+__all__ = ['Q2TAnnealingHook', 'ThreeStageLR', 'ThreeStageParamScheduler']

@@ -1,4 +1,5 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
+from .algorithms import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .selective_scan import (linear_recurrence, selective_scan,

@@ -2,18 +2,29 @@
 """The TVMamba quantization method, depending on torch only.
 
 Ternary weights (per-tensor absmean scale), the Q2T activation quantizer
-with its bounded straight-through estimator, and the projections that
-apply both where each weight is used.
+with its bounded straight-through estimator, the LSQ-Ternary and
+Slender-Mamba* baseline quantizers, the budgeted choice of five-level
+channels, the CTRL loss, and the projections that apply the quantizers
+where each weight is used.
 """
-from .config import VSSM_LAYERS, QuantConfig
-from .functional import Q2TFunction, q2t_grad_factor, rms_normalize
+from .base import ActQuantizer
+from .budget import budget_ratio, select_channels, select_groups
+from .config import ACT_TYPES, DEPLOY_MODES, VSSM_LAYERS, QuantConfig
+from .functional import (Q2TFunction, channels_first, q2t_grad_factor,
+                         rms_normalize, topk_mean)
 from .layers import TernaryLinear2d, build_act_quantizer, fake_quant_weight
+from .losses import CTRL_UNITS, channel_errors, ctrl_loss
+from .lsq import LSQTernaryFunction, LSQTernaryQuantizer
 from .quantizers import Q2TQuantizer
+from .slender import SlenderQuantizer
 from .weight import TernaryWeightSTE, absmean_scale, ternarize_weight
 
 __all__ = [
-    'QuantConfig', 'VSSM_LAYERS', 'Q2TFunction', 'q2t_grad_factor',
-    'rms_normalize', 'Q2TQuantizer', 'TernaryLinear2d', 'build_act_quantizer',
-    'fake_quant_weight', 'TernaryWeightSTE', 'absmean_scale',
-    'ternarize_weight'
+    'QuantConfig', 'VSSM_LAYERS', 'ACT_TYPES', 'DEPLOY_MODES', 'Q2TFunction',
+    'q2t_grad_factor', 'rms_normalize', 'topk_mean', 'channels_first',
+    'ActQuantizer', 'Q2TQuantizer', 'LSQTernaryFunction',
+    'LSQTernaryQuantizer', 'SlenderQuantizer', 'TernaryLinear2d',
+    'build_act_quantizer', 'fake_quant_weight', 'TernaryWeightSTE',
+    'absmean_scale', 'ternarize_weight', 'budget_ratio', 'select_channels',
+    'select_groups', 'CTRL_UNITS', 'channel_errors', 'ctrl_loss'
 ]

@@ -6,7 +6,10 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['rms_normalize', 'Q2TFunction', 'q2t_grad_factor', 'q2t_codes']
+__all__ = [
+    'rms_normalize', 'Q2TFunction', 'q2t_grad_factor', 'q2t_codes',
+    'topk_mean', 'channels_first'
+]
 
 GRAD_SCALE_MODES = ('paper', 'lsq')
 
@@ -37,6 +40,34 @@ def rms_normalize(x: Tensor,
     grouped = x.unflatten(dim, (groups, -1))
     rms = grouped.pow(2).mean(dim + 1, keepdim=True).add(eps).sqrt()
     return (grouped / rms).flatten(dim, dim + 1), rms
+
+
+def channels_first(x: Tensor, dim: int) -> Tensor:
+    """Return ``x`` as a (C, N) matrix: channel axis ``dim`` first, the rest
+    flattened."""
+    return x.movedim(dim % x.dim(), 0).reshape(x.shape[dim], -1)
+
+
+def topk_mean(values: Tensor, ratio: float) -> Tensor:
+    """Return the mean of the largest ``ratio`` share of each row.
+
+    Args:
+        values (Tensor): A (C, N) matrix.
+        ratio (float): Share of each row to average, in (0, 1]. At least
+            one entry is kept, so ``ceil(ratio * N)`` entries are averaged.
+
+    Returns:
+        Tensor: The (C, ) tail means.
+    """
+    if not 0 < ratio <= 1:
+        raise ValueError(f'top-k ratio {ratio} must be in (0, 1]')
+    if values.dim() != 2:
+        raise ValueError(f'topk_mean expects a (C, N) matrix, got shape '
+                         f'{tuple(values.shape)}')
+    k = max(1, math.ceil(ratio * values.shape[1]))
+    if k == values.shape[1]:
+        return values.mean(1)
+    return values.topk(k, dim=1, sorted=False).values.mean(1)
 
 
 def q2t_codes(u: Tensor, radius: Tensor) -> Tensor:

@@ -5,8 +5,10 @@ from typing import Optional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import QuantConfig
+from .config import DEPLOY_MODES, QuantConfig
+from .lsq import LSQTernaryQuantizer
 from .quantizers import Q2TQuantizer
+from .slender import SlenderQuantizer
 from .weight import TernaryWeightSTE
 
 __all__ = ['build_act_quantizer', 'fake_quant_weight', 'TernaryLinear2d']
@@ -25,11 +27,23 @@ def build_act_quantizer(quant: Optional[QuantConfig],
         num_channels (int): Input channels of the projection.
         dim (int): Channel axis of the projection's input. Defaults to 1.
         groups (int): Channel groups normalized separately. Defaults to 1.
+
+    Returns:
+        nn.Module, optional: A :class:`Q2TQuantizer`,
+        :class:`LSQTernaryQuantizer` or :class:`SlenderQuantizer` for
+        ``act`` types ``'Q2T'``, ``'LSQ'`` and ``'Slender'``.
     """
     if quant is None or quant.act is None or not quant.quantizes(layer):
         return None
     kwargs = {k: v for k, v in quant.act.items() if k != 'type'}
-    return Q2TQuantizer(num_channels, dim=dim, groups=groups, **kwargs)
+    kwargs.update(dim=dim, groups=groups, layer=layer)
+    act_type = quant.act.get('type', 'Q2T')
+    if act_type == 'LSQ':
+        return LSQTernaryQuantizer(num_channels, **kwargs)
+    if act_type == 'Slender':
+        return SlenderQuantizer(num_channels, **kwargs)
+    return Q2TQuantizer(
+        num_channels, deploy_radius=DEPLOY_MODES[quant.deploy], **kwargs)
 
 
 def fake_quant_weight(weight: Tensor, quant: Optional[QuantConfig],

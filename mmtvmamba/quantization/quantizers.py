@@ -1,19 +1,24 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
-"""Activation quantizers applied to the inputs of linear projections."""
+"""The Q2T activation quantizer applied to the inputs of linear
+projections."""
 import logging
+from functools import partial
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .functional import GRAD_SCALE_MODES, Q2TFunction, rms_normalize
+from .base import ActQuantizer
+from .functional import (GRAD_SCALE_MODES, Q2TFunction, channels_first,
+                         q2t_codes, rms_normalize, topk_mean)
 
 __all__ = ['Q2TQuantizer']
 
 logger = logging.getLogger(__name__)
 
 
-class Q2TQuantizer(nn.Module):
+class Q2TQuantizer(ActQuantizer):
     """Quinary-to-ternary (Q2T) activation quantizer.
 
     Every token is first divided by its RMS over the channels, then each
@@ -30,6 +35,15 @@ class Q2TQuantizer(nn.Module):
     distributed training. Checkpoints store the buffer, so a trained
     quantizer keeps its scale when loaded.
 
+    Channel scoring: while ``scoring`` is True, each training forward
+    registers a gradient hook on the output. With ``g`` the gradient of the
+    loss with respect to the output and ``dx`` the five-level minus the
+    ternary quantization of the same input, the hook adds the influence
+    score ``TopKMean(-g * dx)`` of every channel to ``scores``: the
+    first-order estimate of the drop in loss when the channel is switched
+    from ternary to five levels, averaged over its largest share
+    ``score_topk`` of elements.
+
     Args:
         num_channels (int): Number of channels C.
         dim (int): Channel axis of the inputs. Defaults to 1 (NCHW).
@@ -45,6 +59,11 @@ class Q2TQuantizer(nn.Module):
             Defaults to 1.0.
         eps (float): Added to the mean square in the RMS normalization.
             Defaults to 1e-6.
+        deploy_radius (int, optional): Radius of every channel in eval mode,
+            1 for strict ternary deployment (TVMamba-T); None keeps the
+            trained per-channel radius (TVMamba-F). Training forwards always
+            use the ``radius`` buffer. Defaults to None.
+        layer (str): Name of the quantized projection. Defaults to ``''``.
     """
 
     def __init__(self,
@@ -54,24 +73,31 @@ class Q2TQuantizer(nn.Module):
                  radius: int = 2,
                  grad_scale: str = 'paper',
                  init_alpha: float = 1.0,
-                 eps: float = 1e-6) -> None:
-        super().__init__()
-        if num_channels <= 0 or num_channels % groups:
-            raise ValueError(f'num_channels={num_channels} must be positive '
-                             f'and divisible by groups={groups}')
+                 eps: float = 1e-6,
+                 deploy_radius: Optional[int] = None,
+                 layer: str = '') -> None:
+        super().__init__(num_channels, dim, layer)
+        if num_channels % groups:
+            raise ValueError(f'num_channels={num_channels} must be '
+                             f'divisible by groups={groups}')
         if radius not in (1, 2):
             raise ValueError(f'invalid radius {radius}; use 1 (ternary) or '
                              '2 (five levels)')
+        if deploy_radius not in (None, 1, 2):
+            raise ValueError(f'invalid deploy_radius {deploy_radius}; use '
+                             'None (trained radius), 1 or 2')
         if grad_scale not in GRAD_SCALE_MODES:
             raise ValueError(f'invalid grad_scale {grad_scale!r}; use one of '
                              f'{GRAD_SCALE_MODES}')
         if init_alpha <= 0:
             raise ValueError(f'init_alpha={init_alpha} must be positive')
-        self.num_channels = num_channels
-        self.dim = dim
         self.groups = groups
         self.grad_scale = grad_scale
         self.eps = eps
+        self.deploy_radius = deploy_radius
+        self.scoring = False
+        self.score_topk = 1.0
+        self.scores: Optional[Tensor] = None
         self.alpha = nn.Parameter(torch.full((num_channels, ), init_alpha))
         self.register_buffer(
             'radius', torch.full((num_channels, ), radius, dtype=torch.int8))
@@ -79,12 +105,34 @@ class Q2TQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'num_channels={self.num_channels}, dim={self.dim}, '
-                f'groups={self.groups}, grad_scale={self.grad_scale!r}')
+                f'groups={self.groups}, grad_scale={self.grad_scale!r}, '
+                f'layer={self.layer!r}')
 
     def _broadcast_shape(self, x: Tensor) -> list:
         shape = [1] * x.dim()
         shape[self.dim % x.dim()] = self.num_channels
         return shape
+
+    def set_scoring(self, enabled: bool, topk_ratio: float = 1.0) -> None:
+        """Switch influence scoring on or off and clear ``scores``.
+
+        Args:
+            enabled (bool): Score the channels in the next training steps.
+            topk_ratio (float): Share of each channel's elements averaged
+                by the score, in (0, 1]. Defaults to 1.0.
+        """
+        if not 0 < topk_ratio <= 1:
+            raise ValueError(f'score top-k ratio {topk_ratio} must be in '
+                             '(0, 1]')
+        self.scoring = enabled
+        self.score_topk = topk_ratio
+        self.scores = None
+
+    def current_radius(self) -> Tensor:
+        """Return the radius the next forward uses, as an int8 (C, )."""
+        if not self.training and self.deploy_radius is not None:
+            return torch.full_like(self.radius, self.deploy_radius)
+        return self.radius
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the fake-quantized ``x``, shaped and typed like ``x``."""
@@ -98,11 +146,35 @@ class Q2TQuantizer(nn.Module):
 
         shape = self._broadcast_shape(x)
         alpha = self.alpha.float().view(shape)
-        radius = self.radius.float().view(shape)
+        radius = self.current_radius().float().view(shape)
         y = Q2TFunction.apply(x_bar, alpha, radius, self.grad_scale)
-        dim = self.dim % x.dim()
-        y = (y.unflatten(dim, (self.groups, -1)) * rms).flatten(dim, dim + 1)
-        return y.to(x.dtype)
+        y = self._restore_rms(y, rms).to(x.dtype)
+
+        self.record_error(y, x)
+        if self.training and self.scoring and y.requires_grad:
+            delta = self._five_minus_three(x_bar, alpha, rms)
+            y.register_hook(partial(self._add_scores, delta))
+        return y
+
+    def _restore_rms(self, y: Tensor, rms: Tensor) -> Tensor:
+        dim = self.dim % y.dim()
+        return (y.unflatten(dim, (self.groups, -1)) * rms).flatten(
+            dim, dim + 1)
+
+    @torch.no_grad()
+    def _five_minus_three(self, x_bar: Tensor, alpha: Tensor,
+                          rms: Tensor) -> Tensor:
+        # x^(5) - x^(3) of every channel, in the units of the output.
+        u = x_bar / alpha
+        two = torch.full_like(alpha, 2.)
+        codes = q2t_codes(u, two) - q2t_codes(u, two / 2)
+        return self._restore_rms(codes * alpha, rms)
+
+    @torch.no_grad()
+    def _add_scores(self, delta: Tensor, grad: Tensor) -> None:
+        gain = channels_first(-grad.float() * delta, self.dim)
+        scores = topk_mean(gain, self.score_topk)
+        self.scores = scores if self.scores is None else self.scores + scores
 
     @torch.no_grad()
     def _init_alpha(self, x_bar: Tensor) -> None:

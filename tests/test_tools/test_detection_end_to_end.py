@@ -17,11 +17,11 @@ DATA = osp.join(ROOT, '..', 'shared', 'data', 'coco128')
 # to about a minute on two CPU cores.
 SMALL_RUN = """
 _base_ = '{base}'
-model = dict(
+model = dict(architecture=dict(
     backbone=dict(
         arch=dict(_delete_=True, depths=(1, 1, 1, 1), dims=16, ssm_ratio=1.0)),
     neck=dict(in_channels=[16, 32, 64, 128]),
-    test_cfg=dict(rcnn=dict(score_thr=0.0)))
+    test_cfg=dict(rcnn=dict(score_thr=0.0))))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),

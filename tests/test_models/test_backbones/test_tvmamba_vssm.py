@@ -94,7 +94,8 @@ def test_detection_sized_input():
 def test_out_indices_and_negative_index():
     model = TVMambaVSSM(arch=TINY_ARCH, out_indices=(1, -1)).eval()
     assert model.out_indices == (1, 3)
-    assert hasattr(model, 'outnorm1') and not hasattr(model, 'outnorm0')
+    assert hasattr(model, 'outnorm1')
+    assert not hasattr(model, 'outnorm0')
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 32, 32))
     assert [o.shape[1] for o in outs] == [16, 64]
@@ -162,7 +163,8 @@ def test_frozen_stages():
     assert not any(p.requires_grad for p in model.layers[1].parameters())
     assert not model.outnorm1.weight.requires_grad
     assert all(p.requires_grad for p in model.layers[2].parameters())
-    assert not model.layers[0].training and model.layers[2].training
+    assert not model.layers[0].training
+    assert model.layers[2].training
 
 
 def test_with_cp_matches_plain_forward():
@@ -187,7 +189,7 @@ def test_with_cp_matches_plain_forward():
     (dict(quant=dict(mode='int4')), ValueError, 'invalid quant mode'),
     (dict(quant=dict(layers=('qkv', ))), ValueError, 'unknown quantized'),
     (dict(quant=dict(bits=2)), ValueError, 'unknown quant keys'),
-    (dict(quant=dict(act=dict(type='LSQ'))), ValueError,
+    (dict(quant=dict(act=dict(type='PACT'))), ValueError,
      'unknown activation quantizer'),
     (dict(embed_dims=96), TypeError, 'embed_dims'),
 ])

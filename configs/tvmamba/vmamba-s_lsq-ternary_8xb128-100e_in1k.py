@@ -1,0 +1,10 @@
+# VMamba-S variant of vmamba-t_lsq-ternary_8xb128-100e_in1k.py.
+_base_ = './vmamba-t_lsq-ternary_8xb128-100e_in1k.py'
+
+pretrained = 'checkpoints/vssm_small_0229_ckpt_epoch_222.pth'
+model = dict(
+    backbone=dict(
+        arch='small',
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    head=dict(in_channels=768))

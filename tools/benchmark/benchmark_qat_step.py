@@ -1,0 +1,133 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+"""Time one training step of a QAT classifier against its FP counterpart.
+
+Both models are the same mmpretrain ImageClassifier with a TVMambaVSSM
+backbone. The QAT one has ternary weights and Q2T activations and is wrapped
+in ``mmtvmamba.QATModel`` with CTRL. Every timed QAT step runs with
+influence scoring on, the most expensive step of the Q2T annealing, which
+the hook runs only every ``interval`` iterations. A step is forward, backward
+and an SGD update on the same random batch. The script prints the median
+step times over the repeats and their ratio.
+
+Example::
+
+    python tools/benchmark/benchmark_qat_step.py --arch tiny --batch-size 8 \
+        --image-size 112 --repeats 10
+"""
+import argparse
+import statistics
+import time
+
+import torch
+from mmengine.registry import MODELS, init_default_scope
+from mmpretrain.structures import DataSample
+
+import mmtvmamba  # noqa: F401
+from mmtvmamba.quantization import Q2TQuantizer
+
+TINY_WIDTHS = dict(depths=(1, 1, 2, 1), dims=16, ssm_ratio=1.0)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        '--arch', default='mini',
+        help="backbone arch: 'tiny', 'small', 'base' or 'mini' (depths "
+        '1-1-2-1, width 16)')
+    parser.add_argument('--batch-size', type=int, default=16,
+                        help='images per step')
+    parser.add_argument('--image-size', type=int, default=64,
+                        help='height and width of the images in pixels')
+    parser.add_argument('--repeats', type=int, default=10,
+                        help='timed steps per model')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed steps per model before timing')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads; default: torch default')
+    args = parser.parse_args()
+    for name in ('batch_size', 'image_size', 'repeats'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1, got '
+                         f'{getattr(args, name)}')
+    if args.warmup < 0:
+        parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    return args
+
+
+def classifier_cfg(arch, quant: dict) -> dict:
+    widths = {'tiny': 768, 'small': 768, 'base': 1024}
+    in_channels = widths.get(arch, TINY_WIDTHS['dims'] * 8)
+    return dict(
+        type='ImageClassifier',
+        backbone=dict(
+            type='mmtvmamba.TVMambaVSSM',
+            arch=TINY_WIDTHS if arch == 'mini' else arch,
+            out_indices=(3, ),
+            drop_path_rate=0.0,
+            quant=quant),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=2,
+                  in_channels=in_channels),
+        data_preprocessor=dict(
+            type='ClsDataPreprocessor', mean=[0] * 3, std=[1] * 3))
+
+
+def time_steps(model, inputs, samples, repeats: int, warmup: int,
+               scoring: bool) -> list:
+    """Return the wall time in seconds of ``repeats`` training steps."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    quantizers = [m for m in model.modules() if isinstance(m, Q2TQuantizer)]
+    times = []
+    for step in range(warmup + repeats):
+        for quantizer in quantizers:
+            quantizer.set_scoring(scoring, 0.1)
+        start = time.perf_counter()
+        losses = model(inputs, samples, mode='loss')
+        loss = sum(value for key, value in losses.items() if 'loss' in key)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        elapsed = time.perf_counter() - start
+        if step >= warmup:
+            times.append(elapsed)
+    return times
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    fp_model = MODELS.build(classifier_cfg(args.arch, dict(mode='fp')))
+    qat_model = MODELS.build(
+        dict(
+            type='mmtvmamba.QATModel',
+            architecture=classifier_cfg(args.arch,
+                                        dict(act=dict(type='Q2T'))),
+            ctrl=dict(loss_weight=1e-4, topk_ratio=0.1)))
+    qat_model.architecture.load_state_dict(fp_model.state_dict(),
+                                           strict=False)
+    inputs = torch.randn(args.batch_size, 3, args.image_size,
+                         args.image_size)
+    samples = [
+        DataSample().set_gt_label(i % 2) for i in range(args.batch_size)
+    ]
+
+    fp_times = time_steps(fp_model.train(), inputs, samples, args.repeats,
+                          args.warmup, scoring=False)
+    qat_times = time_steps(qat_model.train(), inputs, samples, args.repeats,
+                           args.warmup, scoring=True)
+    fp_median = statistics.median(fp_times)
+    qat_median = statistics.median(qat_times)
+    print(f'arch={args.arch} batch={args.batch_size} '
+          f'image={args.image_size}px repeats={args.repeats} '
+          f'threads={torch.get_num_threads()}')
+    print(f'FP step:  median {fp_median * 1e3:.1f} ms')
+    print(f'QAT step (Q2T + CTRL + influence scoring): median '
+          f'{qat_median * 1e3:.1f} ms')
+    print(f'ratio QAT / FP: {qat_median / fp_median:.2f}x')
+
+
+if __name__ == '__main__':
+    main()

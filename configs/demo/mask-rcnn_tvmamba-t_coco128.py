@@ -2,10 +2,10 @@
 #
 # Reads ../shared/data/coco128 beside the repository (100 train and 28 val
 # images in train2017/); for another copy, override the dataloaders'
-# `dataset.data_root` and the evaluators' `ann_file`. Images are resized to at most 512x320,
-# the backbone starts from random weights (no official checkpoint is needed)
-# and the schedule is short, so the loss falls but mAP stays near zero: this
-# checks the pipeline, not accuracy.
+# `dataset.data_root` and the evaluators' `ann_file`. Images are resized to
+# at most 512x320, the backbone starts from random weights (no official
+# checkpoint is needed) and the schedule is short, so the loss falls but
+# mAP stays near zero: this checks the pipeline, not accuracy.
 _base_ = '../mask-rcnn_tvmamba-t_coco.py'
 
 coco128_root = '{{ fileDirname }}/../../../shared/data/coco128/'
@@ -18,6 +18,19 @@ model = dict(
     architecture=dict(
         backbone=dict(init_cfg=None),
         test_cfg=dict(rcnn=dict(score_thr=0.001))))
+
+# The 147 iterations of the demo need selection rounds more often than the
+# full schedule's every 200 iterations, so the budget decays in steps.
+custom_hooks = [
+    dict(
+        type='mmtvmamba.Q2TAnnealingHook',
+        interval=10,
+        dwell=1,
+        start=1 / 3,
+        final_ratio=0.0,
+        decay='linear',
+        score_topk=0.1)
+]
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -76,7 +76,7 @@ def q2t_codes(u: Tensor, radius: Tensor) -> Tensor:
     Rounding is to the nearest integer with ties to even (``torch.round``),
     so 0.5 maps to 0 and 1.5 to 2.
     """
-    return torch.minimum(torch.maximum(torch.round(u), -radius), radius)
+    return torch.clamp(torch.round(u), -radius, radius)
 
 
 def q2t_grad_factor(radius: Tensor, elements_per_channel: int,
@@ -126,22 +126,23 @@ class Q2TFunction(torch.autograd.Function):
                 f'{x.dim()} axes to broadcast against x {tuple(x.shape)}')
         u = x / alpha
         codes = q2t_codes(u, radius)
-        ctx.save_for_backward(x, alpha, radius)
+        # Codes lie in [-2, 2], so int8 keeps them exactly; saving them
+        # spares the backward pass a second rounding.
+        ctx.save_for_backward(x, alpha, radius, codes.to(torch.int8))
         ctx.grad_scale = grad_scale
         return codes * alpha
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        x, alpha, radius = ctx.saved_tensors
+        x, alpha, radius, codes = ctx.saved_tensors
         u = x / alpha
-        codes = q2t_codes(u, radius)
-        inside = (u.abs() <= radius).to(grad_output.dtype)
+        inside = u.abs() <= radius
 
-        grad_x = grad_output * inside
+        grad_x = torch.where(inside, grad_output, 0.)
 
         token_dims = [i for i in range(x.dim()) if alpha.shape[i] == 1]
         elements_per_channel = x.numel() // alpha.numel()
-        grad_alpha = (grad_output * (codes - u * inside)).sum(
+        grad_alpha = (grad_output * (codes - torch.where(inside, u, 0.))).sum(
             token_dims, keepdim=True)
         grad_alpha = grad_alpha * q2t_grad_factor(
             radius, elements_per_channel, ctx.grad_scale)

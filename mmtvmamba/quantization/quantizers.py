@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .base import ActQuantizer
 from .functional import (GRAD_SCALE_MODES, Q2TFunction, channels_first,
-                         q2t_codes, rms_normalize, topk_mean)
+                         rms_normalize, topk_mean)
 
 __all__ = ['Q2TQuantizer']
 
@@ -165,9 +165,8 @@ class Q2TQuantizer(ActQuantizer):
     def _five_minus_three(self, x_bar: Tensor, alpha: Tensor,
                           rms: Tensor) -> Tensor:
         # x^(5) - x^(3) of every channel, in the units of the output.
-        u = x_bar / alpha
-        two = torch.full_like(alpha, 2.)
-        codes = q2t_codes(u, two) - q2t_codes(u, two / 2)
+        rounded = torch.round(x_bar / alpha)
+        codes = rounded.clamp(-2, 2) - rounded.clamp(-1, 1)
         return self._restore_rms(codes * alpha, rms)
 
     @torch.no_grad()

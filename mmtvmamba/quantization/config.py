@@ -23,7 +23,8 @@ _TOP_KEYS = ('mode', 'weight', 'act', 'layers', 'weight_eps', 'deploy')
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """Which projections are quantized, and how.
+    """Quantization setup of a backbone: the quantized projections and
+    their weight and activation quantizers.
 
     Build it with :meth:`from_cfg` from the ``quant`` dict of a config:
 

@@ -29,6 +29,12 @@ class Q2TQuantizer(ActQuantizer):
     computes the same function as before quantization; at deployment the RMS
     is a per-token scale applied after the integer matrix multiply.
 
+    NOTE: ``alpha_c`` multiplies each input channel inside the sum of the
+    following matrix multiply, so a bitwise kernel that accumulates integer
+    products over all channels cannot apply it exactly. An exact deployed
+    form has to fold ``alpha`` into the ternary weights or share it within
+    channel groups.
+
     The scale starts at ``init_alpha``. On the first training step of a
     quantizer whose ``initialized`` buffer is 0, it is reset from the batch
     with LSQ's rule ``2 * mean(|x_c|) / sqrt(Q_c)``, averaged over ranks in

@@ -50,9 +50,11 @@ class QATModel(BaseModel):
               per channel, in (0, 1]. Defaults to 0.1.
             - ``layers`` (tuple[str]): Projections from ``VSSM_LAYERS``
               whose input quantizers count. Defaults to all.
-            - ``unit`` (str): ``'image'`` takes each image of the batch as
-              one example, its errors summed over the tokens. ``'token'``
-              takes each element as one example. Defaults to ``'image'``.
+            - ``unit`` (str): ``'token'`` takes each element as one
+              example, as the CTRL formula does over the N tokens, so the
+              loss does not grow with the image size. ``'image'`` takes
+              each image of the batch as one example, its errors summed
+              over the tokens. Defaults to ``'token'``.
 
             Defaults to None.
         teacher (dict | str, optional): Config of the full-precision
@@ -117,7 +119,7 @@ class QATModel(BaseModel):
                              f'keys are {list(_CTRL_KEYS)}')
         ctrl = {
             **dict(loss_weight=1.0, topk_ratio=0.1, layers=VSSM_LAYERS,
-                   unit='image'),
+                   unit='token'),
             **ctrl
         }
         if not 0 < ctrl['topk_ratio'] <= 1:

@@ -71,7 +71,7 @@ def test_loss_without_ctrl_is_student_loss():
 
 def test_ctrl_equals_direct_computation():
     model = _build(ctrl=dict(loss_weight=0.5, topk_ratio=0.5,
-                             layers=('in_proj', 'fc2')))
+                             layers=('in_proj', 'fc2'), unit='image'))
     records = []
 
     def keep(module, inputs, output):
@@ -86,6 +86,30 @@ def test_ctrl_equals_direct_computation():
         error = (x_hat - x).pow(2).sum((2, 3))
         k = math.ceil(0.5 * x.shape[0])
         expected += error.t().sort(1, descending=True).values[:, :k].mean(
+            1).sum().item()
+    assert len(records) == 2 * 1 * 4
+    assert losses['loss_ctrl'].item() == pytest.approx(0.5 * expected,
+                                                       rel=1e-5)
+
+
+def test_ctrl_per_token_equals_direct_computation():
+    model = _build(ctrl=dict(loss_weight=0.5, topk_ratio=0.25,
+                             layers=('in_proj', 'fc2')))
+    assert model.ctrl['unit'] == 'token'
+    records = []
+
+    def keep(module, inputs, output):
+        records.append((inputs[0].detach(), output.detach()))
+
+    for module in model.ctrl_quantizers():
+        module.register_forward_hook(keep)
+    losses = model(*_batch(), mode='loss')
+
+    expected = 0.0
+    for x, x_hat in records:
+        error = (x_hat - x).pow(2).transpose(0, 1).flatten(1)
+        k = math.ceil(0.25 * error.shape[1])
+        expected += error.sort(1, descending=True).values[:, :k].mean(
             1).sum().item()
     assert len(records) == 2 * 1 * 4
     assert losses['loss_ctrl'].item() == pytest.approx(0.5 * expected,

@@ -7,9 +7,9 @@ knapsack with unit costs is solved exactly by keeping the ``B`` channels of
 highest score. Two refinements stabilize the choice:
 
 - dwell: a channel that enters the five-level set is locked there for the
-  next ``D`` selection rounds; locked channels are kept before any other,
-  unless the budget is smaller than their number, in which case the best
-  scored of them are kept;
+  next ``D`` selection rounds. Locked channels are selected before any
+  other. If the budget is smaller than their number, the best scored of
+  them are selected;
 - groups: with group size ``G``, contiguous groups of ``G`` channels are
   ranked by the sum of their scores and kept or dropped together, ``G``
   units each.

@@ -3,8 +3,8 @@
 
 For a quantized layer with full-precision input ``x`` and fake-quantized
 input ``x_hat``, the error of channel ``c`` on example ``i`` is
-``e_{c,i} = ||x_hat_{c,i} - x_{c,i}||_2^2`` and the loss of the layer is
-``sum_c TopKMean_i(e_{c,i})``, the mean of the largest ``k`` share of the
+``e_{c,i} = ||x_hat_{c,i} - x_{c,i}||_2^2``. The loss of the layer is
+``sum_c TopKMean_i(e_{c,i})``: the mean of the largest ``k`` share of the
 errors of each channel, summed over channels.
 """
 from typing import Iterable
@@ -16,9 +16,9 @@ from .functional import channels_first, topk_mean
 
 __all__ = ['CTRL_UNITS', 'channel_errors', 'ctrl_loss']
 
-#: What one example ``i`` of the CTRL is: ``'image'`` sums the squared
-#: error over the tokens of one sample of the batch (axis 0), ``'token'``
-#: takes every element of the channel as its own example.
+#: Units of one CTRL example ``i``. ``'image'`` sums the squared error over
+#: the tokens of one sample of the batch (axis 0). ``'token'`` takes every
+#: element of the channel as its own example.
 CTRL_UNITS = ('image', 'token')
 
 

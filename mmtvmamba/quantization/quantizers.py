@@ -26,8 +26,8 @@ class Q2TQuantizer(ActQuantizer):
     Q_c)`` with a learnable scale ``alpha_c`` and an integer radius ``Q_c``:
     radius 2 gives five levels, radius 1 gives ternary codes. The output is
     multiplied by the token's RMS again, so in full precision the layer
-    computes the same function as before quantization; at deployment the RMS
-    is a per-token scale applied after the integer matrix multiply.
+    computes the same function as before quantization. At deployment the
+    RMS is a per-token scale applied after the integer matrix multiply.
 
     NOTE: ``alpha_c`` multiplies each input channel inside the sum of the
     following matrix multiply, so a bitwise kernel that accumulates integer

@@ -47,7 +47,7 @@ def read_losses(scalars_file: str) -> Dict[str, List[Tuple[int, float]]]:
                 if 'loss' in key:
                     series[key].append((record['iter'], value))
     if not series:
-        raise ValueError(f'{scalars_file} holds no training losses')
+        raise ValueError(f'{scalars_file} contains no training losses')
     return dict(series)
 
 

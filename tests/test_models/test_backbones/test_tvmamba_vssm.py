@@ -128,7 +128,7 @@ def test_quant_layer_subset():
 def test_ternary_weights_used_in_forward():
     # A full-precision copy whose projection weights are replaced by their
     # ternarized values must give the same output as the model with ternary
-    # weights; this covers the stacked raw x_proj and dt_proj parameters.
+    # weights. This covers the stacked raw x_proj and dt_proj parameters.
     torch.manual_seed(0)
     model = TVMambaVSSM(arch=TINY_ARCH, quant=dict(act=None)).eval()
     reference = TVMambaVSSM(arch=TINY_ARCH, quant=dict(mode='fp')).eval()

@@ -62,7 +62,8 @@ def _ternary_mm(a_packed: Tensor,
                 k: int,
                 row_scale: Optional[Tensor],
                 col_scale: Tensor,
-                bias: Optional[Tensor] = None) -> Tensor:
+                bias: Optional[Tensor] = None,
+                k_scale: Optional[Tensor] = None) -> Tensor:
     shape = _matmul_shape(a_packed, w_packed, TERNARY_PLANES, k)
     return a_packed.new_empty(shape, dtype=torch.float32)
 
@@ -72,7 +73,8 @@ def _quinary_mm(a_packed: Tensor,
                 k: int,
                 row_scale: Optional[Tensor],
                 col_scale: Tensor,
-                bias: Optional[Tensor] = None) -> Tensor:
+                bias: Optional[Tensor] = None,
+                k_scale: Optional[Tensor] = None) -> Tensor:
     shape = _matmul_shape(a_packed, w_packed, QUINARY_PLANES, k)
     return a_packed.new_empty(shape, dtype=torch.float32)
 

@@ -123,7 +123,8 @@ def ternary_mm(a_packed: Tensor,
                k: int,
                row_scale: Optional[Tensor],
                col_scale: Tensor,
-               bias: Optional[Tensor] = None) -> Tensor:
+               bias: Optional[Tensor] = None,
+               k_scale: Optional[Tensor] = None) -> Tensor:
     """Compute ``acc * (row_scale[m] * col_scale[n]) + bias[n]`` in float32.
 
     ``acc`` is the exact :func:`ternary_mm_int` result. The C++ op applies
@@ -140,15 +141,21 @@ def ternary_mm(a_packed: Tensor,
         col_scale (Tensor): float32 weight scale of shape (1,) or (N,).
         bias (Tensor, optional): float32 bias of shape (N,).
             Defaults to None.
+        k_scale (Tensor, optional): float32 activation scale of each
+            32-element word of K, shape (ceil(K / 32),): the dot product
+            over word ``j`` is multiplied by ``k_scale[j]`` before the
+            words are summed. Runs of equal entries are summed exactly in
+            int32 first, so a few long runs cost little. None for 1.
+            Defaults to None.
 
     Returns:
         Tensor: float32 tensor of shape (M, N).
     """
     if extension_available():
         return torch.ops.mmtvmamba.ternary_mm(a_packed, w_packed, k, row_scale,
-                                              col_scale, bias)
+                                              col_scale, bias, k_scale)
     return reference.ternary_mm(a_packed, w_packed, k, row_scale, col_scale,
-                                bias)
+                                bias, k_scale)
 
 
 def quinary_mm(a_packed: Tensor,
@@ -156,7 +163,8 @@ def quinary_mm(a_packed: Tensor,
                k: int,
                row_scale: Optional[Tensor],
                col_scale: Tensor,
-               bias: Optional[Tensor] = None) -> Tensor:
+               bias: Optional[Tensor] = None,
+               k_scale: Optional[Tensor] = None) -> Tensor:
     """Compute the scaled product of five-level ``a`` and ternary ``w.T``.
 
     Same contract as :func:`ternary_mm`, with ``a_packed`` from
@@ -172,15 +180,21 @@ def quinary_mm(a_packed: Tensor,
         col_scale (Tensor): float32 weight scale of shape (1,) or (N,).
         bias (Tensor, optional): float32 bias of shape (N,).
             Defaults to None.
+        k_scale (Tensor, optional): float32 activation scale of each
+            32-element word of K, shape (ceil(K / 32),): the dot product
+            over word ``j`` is multiplied by ``k_scale[j]`` before the
+            words are summed. Runs of equal entries are summed exactly in
+            int32 first, so a few long runs cost little. None for 1.
+            Defaults to None.
 
     Returns:
         Tensor: float32 tensor of shape (M, N).
     """
     if extension_available():
         return torch.ops.mmtvmamba.quinary_mm(a_packed, w_packed, k, row_scale,
-                                              col_scale, bias)
+                                              col_scale, bias, k_scale)
     return reference.quinary_mm(a_packed, w_packed, k, row_scale, col_scale,
-                                bias)
+                                bias, k_scale)
 
 
 def get_isa() -> str:

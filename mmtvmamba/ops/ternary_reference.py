@@ -235,9 +235,25 @@ def _matmul_int(a_packed: Tensor, w_packed: Tensor, k: int, a_planes: int,
     return (a @ w.T).to(torch.int32)
 
 
-def _matmul_float(a_packed: Tensor, w_packed: Tensor, k: int,
-                  row_scale: Optional[Tensor], col_scale: Tensor,
-                  bias: Optional[Tensor], a_planes: int, op: str) -> Tensor:
+def _k_scaled_acc(a_packed: Tensor, w_packed: Tensor, k: int,
+                  k_scale: Tensor, a_planes: int, op: str) -> Tensor:
+    # Sum over K words of each word's exact dot product times its scale.
+    _matmul_int(a_packed, w_packed, k, a_planes, op)
+    a = _codes_from_packed(a_packed, a_planes, k).to(torch.float64)
+    w = _codes_from_packed(w_packed, TERNARY_PLANES, k).to(torch.float64)
+    scale = k_scale.to(torch.float64).repeat_interleave(WORD_BITS)[:k]
+    return ((a * scale) @ w.T).to(torch.float32)
+
+
+def _matmul_float(a_packed: Tensor,
+                  w_packed: Tensor,
+                  k: int,
+                  row_scale: Optional[Tensor],
+                  col_scale: Tensor,
+                  bias: Optional[Tensor],
+                  a_planes: int,
+                  op: str,
+                  k_scale: Optional[Tensor] = None) -> Tensor:
     m, n = a_packed.shape[0], w_packed.shape[0]
     _check_scale(row_scale, op, 'row_scale', m, False)
     if col_scale is None:
@@ -245,8 +261,13 @@ def _matmul_float(a_packed: Tensor, w_packed: Tensor, k: int,
                          'for none')
     _check_scale(col_scale, op, 'col_scale', n, True)
     _check_scale(bias, op, 'bias', n, False)
+    _check_scale(k_scale, op, 'k_scale', words_per_plane(k), False)
 
-    acc = _matmul_int(a_packed, w_packed, k, a_planes, op).to(torch.float32)
+    if k_scale is None:
+        acc = _matmul_int(a_packed, w_packed, k, a_planes,
+                          op).to(torch.float32)
+    else:
+        acc = _k_scaled_acc(a_packed, w_packed, k, k_scale, a_planes, op)
     scale = col_scale.view(1, -1).expand(m, n)
     if row_scale is not None:
         scale = row_scale.view(-1, 1) * scale
@@ -289,7 +310,8 @@ def ternary_mm(a_packed: Tensor,
                k: int,
                row_scale: Optional[Tensor],
                col_scale: Tensor,
-               bias: Optional[Tensor] = None) -> Tensor:
+               bias: Optional[Tensor] = None,
+               k_scale: Optional[Tensor] = None) -> Tensor:
     """Compute ``acc * (row_scale[m] * col_scale[n]) + bias[n]`` in float32.
 
     Args:
@@ -299,12 +321,14 @@ def ternary_mm(a_packed: Tensor,
         row_scale (Tensor, optional): float32 per-row scale of shape (M,).
         col_scale (Tensor): float32 weight scale of shape (1,) or (N,).
         bias (Tensor, optional): float32 bias of shape (N,).
+        k_scale (Tensor, optional): float32 scale of each 32-element word
+            of K, shape (ceil(K / 32),).
 
     Returns:
         Tensor: float32 tensor of shape (M, N).
     """
     return _matmul_float(a_packed, w_packed, k, row_scale, col_scale, bias,
-                         TERNARY_PLANES, 'ternary_mm')
+                         TERNARY_PLANES, 'ternary_mm', k_scale)
 
 
 def quinary_mm(a_packed: Tensor,
@@ -312,7 +336,8 @@ def quinary_mm(a_packed: Tensor,
                k: int,
                row_scale: Optional[Tensor],
                col_scale: Tensor,
-               bias: Optional[Tensor] = None) -> Tensor:
+               bias: Optional[Tensor] = None,
+               k_scale: Optional[Tensor] = None) -> Tensor:
     """Compute the scaled product of five-level ``a`` and ternary ``w.T``.
 
     Args:
@@ -322,9 +347,11 @@ def quinary_mm(a_packed: Tensor,
         row_scale (Tensor, optional): float32 per-row scale of shape (M,).
         col_scale (Tensor): float32 weight scale of shape (1,) or (N,).
         bias (Tensor, optional): float32 bias of shape (N,).
+        k_scale (Tensor, optional): float32 scale of each 32-element word
+            of K, shape (ceil(K / 32),).
 
     Returns:
         Tensor: float32 tensor of shape (M, N).
     """
     return _matmul_float(a_packed, w_packed, k, row_scale, col_scale, bias,
-                         QUINARY_PLANES, 'quinary_mm')
+                         QUINARY_PLANES, 'quinary_mm', k_scale)

@@ -330,6 +330,8 @@ def test_opcheck_registered_ops():
                                   bias)),
         (cpp.quinary_mm.default, (packed_a5, packed_w, k, None, col_scale[:1],
                                   None)),
+        (cpp.ternary_mm.default, (packed_a, packed_w, k, row_scale, col_scale,
+                                  bias, torch.tensor([0.5, 0.5, 2.0]))),
     ]
 
     for op, args in cases:
@@ -457,6 +459,69 @@ def test_matmul_rejects_invalid_scales(impl):
         impl.ternary_mm(packed_a, packed_w, 64, None, ones, torch.ones(4))
     with pytest.raises(TypeError, match='col_scale must be float32'):
         impl.ternary_mm(packed_a, packed_w, 64, None, ones.double())
+    with pytest.raises(ValueError, match=r'k_scale must have shape \(2\)'):
+        impl.ternary_mm(packed_a, packed_w, 64, None, ones, None, ones)
+
+
+def k_scaled_product(a, w, k_scale, row_scale, col_scale, bias):
+    """Return the float64 product with every 32-code word of K scaled."""
+    k = a.shape[1]
+    scale = k_scale.double().repeat_interleave(32)[:k]
+    out = (a.double() * scale) @ w.double().T
+    return out * row_scale.double()[:, None] * col_scale.double() + bias
+
+
+# K scales with runs of equal words (merged into one segment), single
+# words and a partial last word.
+K_SCALE_CASES = [
+    (1, 1, 1, [0.5]),
+    (17, 33, 96, [0.25, 0.25, 3.0]),
+    (40, 20, 100, [1.0, 2.0, 2.0, 0.5]),
+    (100, 70, 1000, [0.5] * 10 + [1.5] * 12 + [0.75] * 10),
+]
+
+
+@pytest.mark.parametrize('m, n, k, k_scale', K_SCALE_CASES)
+@pytest.mark.parametrize('quinary', [False, True])
+def test_k_scale_matches_direct_sum(isa, threads, m, n, k, k_scale, quinary):
+    low = -2 if quinary else -1
+    a = random_codes(m, k, low=low, high=-low, seed=31)
+    w = random_codes(n, k, seed=32)
+    k_scale = torch.tensor(k_scale)
+    row_scale, col_scale, bias = torch.rand(m), torch.rand(n), torch.rand(n)
+    pack = ops.pack_quinary if quinary else ops.pack_ternary
+    matmul = ops.quinary_mm if quinary else ops.ternary_mm
+
+    out = matmul(pack(a), ops.pack_ternary(w), k, row_scale, col_scale, bias,
+                 k_scale)
+
+    expected = k_scaled_product(a, w, k_scale, row_scale, col_scale, bias)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_k_scale_reference_matches_extension():
+    if not HAS_EXT:
+        pytest.skip('mmtvmamba._ext is not built')
+    a, w = random_codes(33, 200, seed=33), random_codes(21, 200, seed=34)
+    k_scale = torch.tensor([0.5, 0.5, 1.0, 4.0, 4.0, 4.0, 0.25])
+    args = (200, torch.rand(33), torch.rand(21), torch.rand(21), k_scale)
+    packed = (reference.pack_ternary(a), reference.pack_ternary(w))
+
+    torch.testing.assert_close(
+        cpp_ops().ternary_mm(*packed, *args),
+        reference.ternary_mm(*packed, *args))
+
+
+def test_k_scale_of_ones_equals_plain_product(isa):
+    a, w = random_codes(50, 130, seed=35), random_codes(40, 130, seed=36)
+    packed = (ops.pack_ternary(a), ops.pack_ternary(w))
+    col_scale = torch.rand(40)
+
+    plain = ops.ternary_mm(*packed, 130, None, col_scale)
+    scaled = ops.ternary_mm(*packed, 130, None, col_scale, None,
+                            torch.ones(5))
+
+    assert torch.equal(plain, scaled)
 
 
 def test_reference_rejects_wrong_device():

@@ -48,10 +48,12 @@ TORCH_LIBRARY(mmtvmamba, m) {
   m.def("quinary_mm_int(Tensor a_packed, Tensor w_packed, int k) -> Tensor");
   m.def(
       "ternary_mm(Tensor a_packed, Tensor w_packed, int k, "
-      "Tensor? row_scale, Tensor col_scale, Tensor? bias=None) -> Tensor");
+      "Tensor? row_scale, Tensor col_scale, Tensor? bias=None, "
+      "Tensor? k_scale=None) -> Tensor");
   m.def(
       "quinary_mm(Tensor a_packed, Tensor w_packed, int k, "
-      "Tensor? row_scale, Tensor col_scale, Tensor? bias=None) -> Tensor");
+      "Tensor? row_scale, Tensor col_scale, Tensor? bias=None, "
+      "Tensor? k_scale=None) -> Tensor");
 
   // Kernel-path selection; these take no tensors, so they are registered
   // as catch-all kernels.

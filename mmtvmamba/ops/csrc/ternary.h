@@ -88,6 +88,15 @@ struct MatmulArgs {
   const float* col_scale = nullptr;
   bool col_scale_per_column = false;
   const float* bias = nullptr;
+
+  // Words [k_begin, k_end) of K enter the dot products. A call split into
+  // K segments runs once per segment: every segment multiplies its dot
+  // products by its own k_scale, and all but the first add their result to
+  // the float output (accumulate), so only the first adds the bias.
+  int64_t k_begin = 0;
+  int64_t k_end = 0;
+  float k_scale = 1.0f;
+  bool accumulate = false;
 };
 
 // Compute output rows [m0, m1) and columns [n0, n1) of args. n0 must be a

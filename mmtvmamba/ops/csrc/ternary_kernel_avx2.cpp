@@ -48,12 +48,12 @@ MMTVMAMBA_AVX2 inline __m256i widen_add(__m256i sums, __m256i bytes) {
                           _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
 
-// Compute the dot products of MR activation rows with one weight group
-// (2 halves of 8 lanes). lanes < 16 only for a partial last group.
+// Compute the dot products over K words [k0, k1) of MR activation rows
+// with one weight group (2 halves of 8 lanes). lanes < 16 only for a partial last group.
 template <int MR, int Levels>
 MMTVMAMBA_AVX2 void dot_group(const int32_t* const* a_rows, int64_t a_lanes,
-                              const int32_t* w, int64_t lanes, int64_t kd,
-                              __m256i* dots) {
+                              const int32_t* w, int64_t lanes, int64_t k0,
+                              int64_t k1, __m256i* dots) {
   constexpr int kPlanes = 2 * Levels;
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3,
                                          2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
@@ -73,7 +73,7 @@ MMTVMAMBA_AVX2 void dot_group(const int32_t* const* a_rows, int64_t a_lanes,
   }
 
   int steps = 0;
-  for (int64_t k = 0; k < kd; ++k) {
+  for (int64_t k = k0; k < k1; ++k) {
     __m256i w_nz[2];
     __m256i w_sign[2];
     for (int h = 0; h < 2; ++h) {
@@ -134,10 +134,15 @@ MMTVMAMBA_AVX2 inline void store_half(const MatmulArgs& args, int64_t row,
           : _mm256_set1_ps(args.col_scale[0]);
   const __m256 bias = args.bias ? _mm256_maskload_ps(args.bias + col, mask)
                                 : _mm256_setzero_ps();
-  const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(row_scale), col_scale);
-  const __m256 value =
+  const __m256 scale =
+      _mm256_mul_ps(_mm256_set1_ps(row_scale * args.k_scale), col_scale);
+  float* out = args.out_float + row * args.n + col;
+  __m256 value =
       _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), scale), bias);
-  _mm256_maskstore_ps(args.out_float + row * args.n + col, mask, value);
+  if (args.accumulate) {
+    value = _mm256_add_ps(value, _mm256_maskload_ps(out, mask));
+  }
+  _mm256_maskstore_ps(out, mask, value);
 }
 
 template <int MR, int Levels>
@@ -150,7 +155,7 @@ MMTVMAMBA_AVX2 void sweep_columns(const MatmulArgs& args,
     const int64_t lanes = group_lanes(g, args.n);
     __m256i dots[2 * MR];
     dot_group<MR, Levels>(a_rows, a_lanes, args.w + g * group_words, lanes,
-                          args.kd, dots);
+                          args.k_begin, args.k_end, dots);
     const __m256i masks[2] = {lane_mask(lanes), lane_mask(lanes - 8)};
     for (int i = 0; i < MR; ++i) {
       for (int h = 0; h < 2; ++h) {

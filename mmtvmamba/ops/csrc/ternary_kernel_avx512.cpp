@@ -50,13 +50,13 @@ struct ActTile {
   int64_t lanes;
 };
 
-// Accumulate the tile over all K words and write dot products to dots,
+// Accumulate the tile over K words [k0, k1) and write dot products to dots,
 // ordered [row][column group]. When Masked, NR is 1 and the weight group
 // has lanes < 16 and is read with a masked load.
 template <int MR, int NR, int Levels, bool Masked>
 MMTVMAMBA_AVX512 inline void dot_tile(const ActTile& act,
-                                      const WeightTile& weight, int64_t kd,
-                                      __m512i* dots) {
+                                      const WeightTile& weight, int64_t k0,
+                                      int64_t k1, __m512i* dots) {
   constexpr int kPlanes = 2 * Levels;
   const __mmask16 mask =
       Masked ? static_cast<__mmask16>((1u << weight.lanes) - 1) : 0xFFFF;
@@ -72,7 +72,7 @@ MMTVMAMBA_AVX512 inline void dot_tile(const ActTile& act,
     }
   }
 
-  for (int64_t k = 0; k < kd; ++k) {
+  for (int64_t k = k0; k < k1; ++k) {
     __m512i w_nz[NR];
     __m512i w_sign[NR];
     for (int j = 0; j < NR; ++j) {
@@ -128,12 +128,17 @@ MMTVMAMBA_AVX512 inline void store_dots(const MatmulArgs& args, int64_t row,
       args.col_scale_per_column
           ? _mm512_maskz_loadu_ps(mask, args.col_scale + col)
           : _mm512_set1_ps(args.col_scale[0]);
-  const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(row_scale), col_scale);
-  const __m512 bias = args.bias ? _mm512_maskz_loadu_ps(mask, args.bias + col)
-                                : _mm512_setzero_ps();
+  const __m512 scale = _mm512_mul_ps(
+      _mm512_set1_ps(row_scale * args.k_scale), col_scale);
+  float* out = args.out_float + row * args.n + col;
+  __m512 base = args.bias ? _mm512_maskz_loadu_ps(mask, args.bias + col)
+                          : _mm512_setzero_ps();
+  if (args.accumulate) {
+    base = _mm512_add_ps(base, _mm512_maskz_loadu_ps(mask, out));
+  }
   const __m512 value =
-      _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(mask, dot), scale, bias);
-  _mm512_mask_storeu_ps(args.out_float + row * args.n + col, mask, value);
+      _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(mask, dot), scale, base);
+  _mm512_mask_storeu_ps(out, mask, value);
 }
 
 template <int MR, int NR, int Levels, bool Masked>
@@ -141,7 +146,8 @@ MMTVMAMBA_AVX512 void run_tile(const MatmulArgs& args, const ActTile& act,
                                int64_t row, const WeightTile& weight,
                                int64_t col) {
   __m512i dots[MR * NR];
-  dot_tile<MR, NR, Levels, Masked>(act, weight, args.kd, dots);
+  dot_tile<MR, NR, Levels, Masked>(act, weight, args.k_begin, args.k_end,
+                                   dots);
   const __mmask16 mask =
       Masked ? static_cast<__mmask16>((1u << weight.lanes) - 1) : 0xFFFF;
   for (int i = 0; i < MR; ++i) {

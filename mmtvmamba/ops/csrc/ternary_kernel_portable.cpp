@@ -57,21 +57,24 @@ void store_row(const MatmulArgs& args, int64_t row, int64_t col,
     const int64_t j = col + l;
     const float col_scale = args.col_scale[args.col_scale_per_column ? j : 0];
     const float bias = args.bias ? args.bias[j] : 0.0f;
-    args.out_float[row * args.n + j] =
-        static_cast<float>(acc[l]) * (row_scale * col_scale) + bias;
+    float& out = args.out_float[row * args.n + j];
+    const float value =
+        static_cast<float>(acc[l]) * (row_scale * args.k_scale * col_scale) +
+        bias;
+    out = args.accumulate ? out + value : value;
   }
 }
 
-// Accumulate the dot products of activation row `a` with the `lanes` weight
-// rows of one group. The inner loop runs over contiguous lanes, so
+// Accumulate the dot products over K words [k0, k1) of activation row `a`
+// with the `lanes` weight rows of one group. The inner loop runs over contiguous lanes, so
 // compilers can vectorize it where the target has a vector popcount.
 void dot_group(const RowView& a, int a_planes, const uint32_t* w,
-               int64_t lanes, int64_t kd, int32_t* acc) {
+               int64_t lanes, int64_t k0, int64_t k1, int32_t* acc) {
   const int levels = a_planes / 2;
   for (int64_t l = 0; l < lanes; ++l) {
     acc[l] = 0;
   }
-  for (int64_t k = 0; k < kd; ++k) {
+  for (int64_t k = k0; k < k1; ++k) {
     const uint32_t* w_nz = w + 2 * k * lanes;
     const uint32_t* w_sign = w_nz + lanes;
     for (int level = 0; level < levels; ++level) {
@@ -99,7 +102,7 @@ void block_portable(const MatmulArgs& args, int64_t m0, int64_t m1,
     const uint32_t* w = weights + g * group_words;
     for (int64_t i = m0; i < m1; ++i) {
       const RowView a = row_view(args.a, args.m, i, args.a_planes, args.kd);
-      dot_group(a, args.a_planes, w, lanes, args.kd, acc);
+      dot_group(a, args.a_planes, w, lanes, args.k_begin, args.k_end, acc);
       store_row(args, i, g * kGroupRows, lanes, acc);
     }
   }

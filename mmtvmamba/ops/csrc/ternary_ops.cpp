@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -140,17 +141,59 @@ void check_scale(const c10::optional<at::Tensor>& tensor, const char* op,
                     allow_one ? " or (1)" : "", ", but got shape ", t.sizes());
 }
 
+// A run of consecutive K words that share one activation scale.
+struct Segment {
+  int64_t begin;
+  int64_t end;
+  float scale;
+};
+
+// Split the kd words into runs of equal k_scale entries, or return one
+// segment of scale 1 when there is no k_scale.
+std::vector<Segment> k_segments(const float* k_scale, int64_t kd) {
+  if (k_scale == nullptr) {
+    return {{0, kd, 1.0f}};
+  }
+  std::vector<Segment> segments;
+  int64_t begin = 0;
+  for (int64_t k = 1; k <= kd; ++k) {
+    if (k == kd || k_scale[k] != k_scale[begin]) {
+      segments.push_back({begin, k, k_scale[begin]});
+      begin = k;
+    }
+  }
+  return segments;
+}
+
+// Compute one output block over every K segment. Segments after the first
+// add to the block the first one wrote, which is still in the cache.
+template <typename Block>
+void run_segments(const MatmulArgs& args,
+                  const std::vector<Segment>& segments, Block block,
+                  int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  MatmulArgs part = args;
+  for (size_t s = 0; s < segments.size(); ++s) {
+    part.k_begin = segments[s].begin;
+    part.k_end = segments[s].end;
+    part.k_scale = segments[s].scale;
+    part.accumulate = s > 0;
+    part.bias = s == 0 ? args.bias : nullptr;
+    block(part, m0, m1, n0, n1);
+  }
+}
+
 // Run args on the thread pool in row x column blocks. Tasks are ordered
 // column block first, so consecutive tasks reuse the weight block that is
 // already in the cache.
-void run_blocks(const MatmulArgs& args) {
+void run_blocks(const MatmulArgs& args, const float* k_scale = nullptr) {
   const Isa isa = active_isa();
   auto block = isa == Isa::kAvx512 ? block_avx512
                : isa == Isa::kAvx2 ? block_avx2
                                    : block_portable;
+  const std::vector<Segment> segments = k_segments(k_scale, args.kd);
 
   if (args.m * args.n * args.kd <= kInlineWork) {
-    block(args, 0, args.m, 0, args.n);
+    run_segments(args, segments, block, 0, args.m, 0, args.n);
     return;
   }
 
@@ -183,8 +226,9 @@ void run_blocks(const MatmulArgs& args) {
     for (int64_t t = next_task++; t < tasks; t = next_task++) {
       const int64_t m0 = (t % row_blocks) * row_block;
       const int64_t n0 = (t / row_blocks) * col_block;
-      block(args, m0, std::min(args.m, m0 + row_block), n0,
-            std::min(args.n, n0 + col_block));
+      run_segments(args, segments, block, m0,
+                   std::min(args.m, m0 + row_block), n0,
+                   std::min(args.n, n0 + col_block));
     }
   });
 }
@@ -192,7 +236,8 @@ void run_blocks(const MatmulArgs& args) {
 at::Tensor matmul(const at::Tensor& a_packed, const at::Tensor& w_packed,
                   int64_t k, const c10::optional<at::Tensor>& row_scale,
                   const c10::optional<at::Tensor>& col_scale,
-                  const c10::optional<at::Tensor>& bias, int a_planes,
+                  const c10::optional<at::Tensor>& bias,
+                  const c10::optional<at::Tensor>& k_scale, int a_planes,
                   bool float_out, const char* op) {
   TORCH_CHECK_VALUE(k > 0 && k < kMaxK, op, ": k must be in [1, ", kMaxK,
                     "), but got k=", k);
@@ -203,6 +248,7 @@ at::Tensor matmul(const at::Tensor& a_packed, const at::Tensor& w_packed,
   check_scale(row_scale, op, "row_scale", m, false);
   check_scale(col_scale, op, "col_scale", n, true);
   check_scale(bias, op, "bias", n, false);
+  check_scale(k_scale, op, "k_scale", words_per_plane(k), false);
 
   const at::Tensor a = a_packed.contiguous();
   const at::Tensor w = w_packed.contiguous();
@@ -212,6 +258,7 @@ at::Tensor matmul(const at::Tensor& a_packed, const at::Tensor& w_packed,
   args.m = m;
   args.n = n;
   args.kd = words_per_plane(k);
+  args.k_end = args.kd;
   args.a_planes = a_planes;
 
   if (!float_out) {
@@ -226,13 +273,14 @@ at::Tensor matmul(const at::Tensor& a_packed, const at::Tensor& w_packed,
   const at::Tensor col = col_scale->contiguous();
   const at::Tensor row = row_scale ? row_scale->contiguous() : at::Tensor();
   const at::Tensor b = bias ? bias->contiguous() : at::Tensor();
+  const at::Tensor ks = k_scale ? k_scale->contiguous() : at::Tensor();
   at::Tensor out = at::empty({m, n}, a.options().dtype(at::kFloat));
   args.out_float = out.data_ptr<float>();
   args.col_scale = col.data_ptr<float>();
   args.col_scale_per_column = col.numel() == n && n > 1;
   args.row_scale = row.defined() ? row.data_ptr<float>() : nullptr;
   args.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-  run_blocks(args);
+  run_blocks(args, ks.defined() ? ks.data_ptr<float>() : nullptr);
   return out;
 }
 
@@ -289,28 +337,32 @@ at::Tensor unpack_quinary(const at::Tensor& packed, int64_t k) {
 at::Tensor ternary_mm_int(const at::Tensor& a_packed,
                           const at::Tensor& w_packed, int64_t k) {
   return matmul(a_packed, w_packed, k, c10::nullopt, c10::nullopt,
-                c10::nullopt, kTernaryPlanes, false, "ternary_mm_int");
+                c10::nullopt, c10::nullopt, kTernaryPlanes, false,
+                "ternary_mm_int");
 }
 
 at::Tensor quinary_mm_int(const at::Tensor& a_packed,
                           const at::Tensor& w_packed, int64_t k) {
   return matmul(a_packed, w_packed, k, c10::nullopt, c10::nullopt,
-                c10::nullopt, kQuinaryPlanes, false, "quinary_mm_int");
+                c10::nullopt, c10::nullopt, kQuinaryPlanes, false,
+                "quinary_mm_int");
 }
 
 at::Tensor ternary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       int64_t k, const c10::optional<at::Tensor>& row_scale,
                       const at::Tensor& col_scale,
-                      const c10::optional<at::Tensor>& bias) {
-  return matmul(a_packed, w_packed, k, row_scale, col_scale, bias,
+                      const c10::optional<at::Tensor>& bias,
+                      const c10::optional<at::Tensor>& k_scale) {
+  return matmul(a_packed, w_packed, k, row_scale, col_scale, bias, k_scale,
                 kTernaryPlanes, true, "ternary_mm");
 }
 
 at::Tensor quinary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       int64_t k, const c10::optional<at::Tensor>& row_scale,
                       const at::Tensor& col_scale,
-                      const c10::optional<at::Tensor>& bias) {
-  return matmul(a_packed, w_packed, k, row_scale, col_scale, bias,
+                      const c10::optional<at::Tensor>& bias,
+                      const c10::optional<at::Tensor>& k_scale) {
+  return matmul(a_packed, w_packed, k, row_scale, col_scale, bias, k_scale,
                 kQuinaryPlanes, true, "quinary_mm");
 }
 

@@ -23,10 +23,12 @@ at::Tensor quinary_mm_int(const at::Tensor& a_packed,
 at::Tensor ternary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       int64_t k, const c10::optional<at::Tensor>& row_scale,
                       const at::Tensor& col_scale,
-                      const c10::optional<at::Tensor>& bias);
+                      const c10::optional<at::Tensor>& bias,
+                      const c10::optional<at::Tensor>& k_scale);
 at::Tensor quinary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       int64_t k, const c10::optional<at::Tensor>& row_scale,
                       const at::Tensor& col_scale,
-                      const c10::optional<at::Tensor>& bias);
+                      const c10::optional<at::Tensor>& bias,
+                      const c10::optional<at::Tensor>& k_scale);
 
 }  // namespace mmtvmamba

@@ -8,9 +8,11 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmtvmamba  # noqa: F401
+from mmtvmamba.deploy import convert_to_deploy, read_deploy_meta
 from mmtvmamba.utils import check_data_paths
 
 
@@ -100,6 +102,19 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+def prepare_deploy_model(runner: Runner, meta: dict) -> None:
+    """Give the runner's model the deployed structure of a deploy
+    checkpoint, so that the runner can load its packed weights."""
+    if is_model_wrapper(runner.model):
+        raise ValueError('deploy checkpoints are evaluated in one process; '
+                         'run tools/test.py without --launcher')
+    runner.model.eval()
+    count = convert_to_deploy(runner.model, meta['variant'],
+                              meta['alpha_groups'])
+    runner.logger.info(f'deploy checkpoint: {count} projections run on the '
+                       f"bitwise op ({meta['variant']})")
+
+
 def main():
     args = parse_args()
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -114,6 +129,9 @@ def main():
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
+    deploy_meta = read_deploy_meta(args.checkpoint)
+    if deploy_meta is not None:
+        prepare_deploy_model(runner, deploy_meta)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

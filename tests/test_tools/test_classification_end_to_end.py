@@ -36,13 +36,20 @@ def _run(args):
     return output
 
 
-def test_classification_train_then_test(tmp_path):
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Train the small run once; return its folder, config and output."""
     if not osp.isdir(DATA):
         pytest.fail(f'the ants and bees photos are missing at {DATA}')
+    tmp_path = tmp_path_factory.mktemp('classification')
     config = tmp_path / 'small_run.py'
     config.write_text(SMALL_RUN.format(base=CONFIG))
-
     output = _run(['tools/train.py', str(config), '--work-dir', str(tmp_path)])
+    return tmp_path, config, output
+
+
+def test_classification_train_then_test(trained):
+    tmp_path, config, output = trained
     assert 'Epoch(train) [1][2/2]' in output
     assert re.search(r'Epoch\(val\) \[1\]\[2/2\]\s+accuracy/top1: [0-9.]+',
                      output), output[-3000:]
@@ -53,3 +60,26 @@ def test_classification_train_then_test(tmp_path):
                    str(tmp_path), '--show-dir', str(drawn)])
     assert re.search(r'accuracy/top1: [0-9.]+', output), output[-3000:]
     assert len(list(drawn.glob('*.png'))) > 0
+
+
+def test_deploy_convert_then_test(trained):
+    tmp_path, config, _ = trained
+    deploy = tmp_path / 'deploy.pth'
+
+    output = _run(['tools/deploy/convert.py', str(config),
+                   str(tmp_path / 'epoch_1.pth'), str(deploy),
+                   '--alpha-groups', 'none', '--parity-images', '8'])
+    assert deploy.is_file()
+    assert re.search(r'deploy checkpoint \| [0-9.]+ \| [0-9.]+x', output)
+    parity = re.search(r'parity on 8 images: max relative difference '
+                       r'(\S+), predictions agree (\d+)/(\d+)', output)
+    assert parity, output[-3000:]
+    # With one scale group per channel the deployed model computes the
+    # fake-quantized function up to float rounding.
+    assert float(parity.group(1)) < 1e-3
+    assert parity.group(2) == parity.group(3)
+
+    output = _run(['tools/test.py', str(config), str(deploy), '--work-dir',
+                   str(tmp_path / 'deploy_test')])
+    assert 'projections run on the bitwise op (ternary)' in output
+    assert re.search(r'accuracy/top1: [0-9.]+', output), output[-3000:]

@@ -22,7 +22,7 @@ from ..selective_scan import selective_scan
 from .cross_scan import cross_merge, cross_scan
 from .norm import LayerNorm2d
 
-__all__ = ['SS2D']
+__all__ = ['SS2D', 'scan_and_merge']
 
 NUM_DIRECTIONS = 4
 
@@ -149,15 +149,36 @@ class SS2D(nn.Module):
         dts = F.conv1d(
             dts, dt_projs_weight.reshape(k * d_inner, rank, 1), groups=k)
 
-        ys = selective_scan(
-            xs.reshape(batch, k * d_inner, length),
-            dts,
-            -torch.exp(self.A_logs.float()),
-            Bs,
-            Cs,
-            self.Ds.float(),
-            delta_bias=self.dt_projs_bias.view(-1).float(),
-            delta_softplus=True)
-        y = cross_merge(ys.view(batch, k, d_inner, length), height, width)
-        y = self.out_norm(y.view(batch, d_inner, height, width))
+        y = scan_and_merge(self, xs, dts, Bs, Cs, height, width)
         return y.to(x.dtype)
+
+
+def scan_and_merge(ssm: nn.Module, xs: Tensor, dts: Tensor, Bs: Tensor,
+                   Cs: Tensor, height: int, width: int) -> Tensor:
+    """Run the selective scan of the four directions and merge them.
+
+    Args:
+        ssm (nn.Module): An SS2D-like module with ``A_logs``, ``Ds``,
+            ``dt_projs_bias`` and ``out_norm``.
+        xs (Tensor): Cross-scanned input (B, 4, D, L).
+        dts (Tensor): Time steps before the bias (B, 4 * D, L).
+        Bs (Tensor): Input matrices (B, 4, N, L).
+        Cs (Tensor): Output matrices (B, 4, N, L).
+        height (int): H of the feature map.
+        width (int): W of the feature map.
+
+    Returns:
+        Tensor: The normalized merged output (B, D, H, W).
+    """
+    batch, k, d_inner, length = xs.shape
+    ys = selective_scan(
+        xs.reshape(batch, k * d_inner, length),
+        dts,
+        -torch.exp(ssm.A_logs.float()),
+        Bs,
+        Cs,
+        ssm.Ds.float(),
+        delta_bias=ssm.dt_projs_bias.view(-1).float(),
+        delta_softplus=True)
+    y = cross_merge(ys.view(batch, k, d_inner, length), height, width)
+    return ssm.out_norm(y.view(batch, d_inner, height, width))

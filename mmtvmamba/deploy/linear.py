@@ -1,0 +1,253 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+"""Deployed ternary projections that run the bitwise matmul op."""
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from mmtvmamba.ops import (pack_quinary, pack_ternary, quinary_mm,
+                           ternary_mm)
+from mmtvmamba.quantization import Q2TQuantizer, TernaryLinear2d
+from mmtvmamba.quantization.weight import ternarize_weight
+from .layout import build_part_layout
+
+__all__ = ['TernaryPart', 'DeployTernaryLinear', 'DeployLinear2d']
+
+
+class TernaryPart(nn.Module):
+    """Input channels of a deployed projection that share one code radius.
+
+    The buffers are the part's :class:`~mmtvmamba.deploy.layout.PartLayout`
+    and its packed weight columns. An empty part (no channels) adds nothing.
+    Loading a state dict resizes the buffers to the stored shapes, so a
+    part built from an untrained model can receive a deployed checkpoint.
+
+    Args:
+        index (Tensor): int64 source channel of every kernel position.
+        alpha (Tensor): float32 rounding scale of every kernel position.
+        k_scale (Tensor): float32 scale of every 32-position word.
+        weight (Tensor): int32 packed ternary weight, (N, 2 * words).
+        radius (int): 1 for ternary codes, 2 for five levels.
+    """
+
+    def __init__(self, index: Tensor, alpha: Tensor, k_scale: Tensor,
+                 weight: Tensor, radius: int) -> None:
+        super().__init__()
+        self.register_buffer('index', index)
+        self.register_buffer('alpha', alpha)
+        self.register_buffer('k_scale', k_scale)
+        self.register_buffer('weight', weight)
+        self.register_buffer('radius', torch.tensor(radius, dtype=torch.int8))
+
+    @property
+    def width(self) -> int:
+        """Number of kernel positions K, padding included."""
+        return self.index.numel()
+
+    def forward(self, x_padded: Tensor, rms: Tensor, weight_scale: Tensor,
+                bias: Optional[Tensor]) -> Tensor:
+        """Return the part's share of the projection of ``x_padded``.
+
+        Args:
+            x_padded (Tensor): RMS-normalized tokens (M, C + 1) whose last
+                column is zero.
+            rms (Tensor): float32 (M,) RMS of every token.
+            weight_scale (Tensor): float32 (1,) absmean weight scale.
+            bias (Tensor, optional): float32 (N,) bias.
+        """
+        radius = int(self.radius)
+        codes = x_padded.index_select(1, self.index)
+        codes.div_(self.alpha).round_().clamp_(-radius, radius)
+        codes = codes.to(torch.int8)
+        if radius == 2:
+            return quinary_mm(
+                pack_quinary(codes), self.weight, self.width, rms,
+                weight_scale, bias, self.k_scale)
+        return ternary_mm(
+            pack_ternary(codes), self.weight, self.width, rms, weight_scale,
+            bias, self.k_scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, buffer in self._buffers.items():
+            stored = state_dict.get(prefix + name)
+            if stored is not None and stored.shape != buffer.shape:
+                self._buffers[name] = torch.empty(
+                    stored.shape, dtype=buffer.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class DeployTernaryLinear(nn.Module):
+    """Projection of tokens ``(M, C)`` with ternary weights and Q2T codes.
+
+    It computes what a Q2T-quantized projection computes in eval mode:
+    every token is divided by its RMS, rounded channel-wise to
+    ``clip(round(x / alpha_c), -Q_c, Q_c)``, multiplied by the ternary
+    weight and rescaled by the token's RMS and the weight scale. Channels
+    with radius 2 form a five-level part and the others a ternary part, and
+    each part is one call of the bitwise op. Within a part, channels that
+    share a 32-channel word share the mean scale of their group (see
+    :mod:`mmtvmamba.deploy.layout`).
+
+    Build it with :meth:`from_quantized`.
+
+    Args:
+        in_features (int): Input channels C.
+        out_features (int): Output channels N.
+        five (TernaryPart): Five-level part, possibly empty.
+        three (TernaryPart): Ternary part, possibly empty.
+        weight_scale (Tensor): float32 (1,) absmean weight scale.
+        bias (Tensor, optional): float32 (N,) bias.
+        eps (float): Added to the mean square of the RMS.
+    """
+
+    def __init__(self, in_features: int, out_features: int,
+                 five: TernaryPart, three: TernaryPart, weight_scale: Tensor,
+                 bias: Optional[Tensor], eps: float) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.eps = eps
+        self.five = five
+        self.three = three
+        self.register_buffer('weight_scale', weight_scale)
+        self.register_buffer('bias', bias)
+
+    @classmethod
+    def from_quantized(cls,
+                       weight: Tensor,
+                       quantizer: Q2TQuantizer,
+                       channels: slice = slice(None),
+                       bias: Optional[Tensor] = None,
+                       weight_eps: float = 1e-5,
+                       weight_scale: Optional[Tensor] = None,
+                       alpha_groups: Optional[int] = 8,
+                       radius: Optional[int] = None
+                       ) -> 'DeployTernaryLinear':
+        """Convert a fake-quantized projection.
+
+        Args:
+            weight (Tensor): Latent float weight (N, C).
+            quantizer (Q2TQuantizer): Quantizer of the projection's input.
+            channels (slice): The quantizer's channels that feed this
+                projection, for quantizers shared by several projections.
+                Defaults to all.
+            bias (Tensor, optional): Bias (N,). Defaults to None.
+            weight_eps (float): Lower bound of the weight scale.
+                Defaults to 1e-5.
+            weight_scale (Tensor, optional): Absmean scale to use instead
+                of the scale of ``weight``, for weights ternarized as one
+                stacked tensor. Defaults to None.
+            alpha_groups (int, optional): Scale groups per part; None for
+                one per channel, which is exact. Defaults to 8.
+            radius (int, optional): Radius of every channel, 1 for
+                TVMamba-T; None keeps the quantizer's eval-mode radius.
+                Defaults to None.
+        """
+        if not isinstance(quantizer, Q2TQuantizer):
+            raise TypeError(
+                f'deploy conversion supports Q2T activations, but layer '
+                f'{quantizer.layer!r} uses {type(quantizer).__name__}; '
+                "train with quant.act.type='Q2T'")
+        weight = weight.detach().float()
+        if weight_scale is None:
+            codes, scale = ternarize_weight(weight, weight_eps)
+        else:
+            scale = weight_scale.detach().float()
+            codes = torch.round(weight / scale).clamp_(-1, 1)
+
+        alpha = quantizer.alpha.detach().float()[channels]
+        radii = _eval_radius(quantizer)[channels]
+        if radius is not None:
+            radii = torch.full_like(radii, radius)
+        parts = [
+            _build_part(codes, alpha, radii, level, alpha_groups)
+            for level in (2, 1)
+        ]
+        return cls(codes.shape[1], codes.shape[0], parts[0], parts[1],
+                   scale.reshape(1).float().clone(),
+                   None if bias is None else bias.detach().float().clone(),
+                   quantizer.eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Project tokens ``x`` (M, C) to float32 (M, N)."""
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f'expected tokens of shape (M, '
+                             f'{self.in_features}), got {tuple(x.shape)}')
+        x = x.float()
+        rms = x.pow(2).mean(1, keepdim=True).add_(self.eps).sqrt_()
+        x_padded = x.new_empty(x.shape[0], self.in_features + 1)
+        torch.div(x, rms, out=x_padded[:, :self.in_features])
+        x_padded[:, self.in_features] = 0
+        rms = rms.view(-1)
+
+        out = None
+        bias = self.bias
+        for part in (self.five, self.three):
+            if part.width == 0:
+                continue
+            y = part(x_padded, rms, self.weight_scale, bias)
+            out = y if out is None else out.add_(y)
+            bias = None
+        if out is None:
+            raise RuntimeError('deployed projection has no input channels')
+        return out
+
+    def extra_repr(self) -> str:
+        return (f'in_features={self.in_features}, '
+                f'out_features={self.out_features}, five_level_positions='
+                f'{self.five.width}, ternary_positions={self.three.width}')
+
+
+class DeployLinear2d(DeployTernaryLinear):
+    """:class:`DeployTernaryLinear` over the channels of an NCHW tensor.
+
+    The output keeps NCHW shape in channels-last memory order, which the
+    following depthwise convolution and LayerNorm read without a copy.
+    """
+
+    @classmethod
+    def from_linear(cls, linear: TernaryLinear2d,
+                    alpha_groups: Optional[int] = 8,
+                    radius: Optional[int] = None) -> 'DeployLinear2d':
+        """Convert a quantized :class:`TernaryLinear2d`."""
+        quant = linear.quant
+        if linear.act_quant is None or not quant.weight:
+            raise ValueError(f'layer {linear.layer!r} is not ternary in '
+                             'weights and activations; leave it in float')
+        return cls.from_quantized(
+            linear.weight,
+            linear.act_quant,
+            bias=linear.bias,
+            weight_eps=quant.weight_eps,
+            alpha_groups=alpha_groups,
+            radius=radius)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Project ``x`` (B, C, H, W) to (B, N, H, W)."""
+        batch, _, height, width = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+        y = super().forward(tokens)
+        return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+
+def _eval_radius(quantizer: Q2TQuantizer) -> Tensor:
+    """Return the radius the quantizer uses in eval mode."""
+    if quantizer.deploy_radius is not None:
+        return torch.full_like(quantizer.radius, quantizer.deploy_radius)
+    return quantizer.radius.clone()
+
+
+def _build_part(codes: Tensor, alpha: Tensor, radii: Tensor, level: int,
+                alpha_groups: Optional[int]) -> TernaryPart:
+    """Build the part of the channels whose radius is ``level``."""
+    num_channels = codes.shape[1]
+    channels = torch.nonzero(radii == level).view(-1)
+    layout = build_part_layout(channels, alpha, level, alpha_groups,
+                               num_channels)
+
+    padded = torch.cat([codes, codes.new_zeros(codes.shape[0], 1)], dim=1)
+    columns = padded.index_select(1, layout.index).to(torch.int8)
+    weight = (pack_ternary(columns) if columns.numel() else
+              torch.zeros(codes.shape[0], 0, dtype=torch.int32))
+    return TernaryPart(layout.index, layout.alpha, layout.k_scale, weight,
+                       level)

@@ -1,0 +1,190 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+"""Tests of the deploy conversion of quantized VMamba backbones."""
+import copy
+
+import pytest
+import torch
+
+from mmtvmamba.deploy import (DeployLinear2d, DeploySS2D, convert_to_deploy,
+                              count_deploy_projections, deploy_state_dict,
+                              measure_storage, read_deploy_meta,
+                              save_deploy_checkpoint)
+from mmtvmamba.models.backbones.tvmamba_vssm import TVMambaVSSM
+from mmtvmamba.quantization import Q2TQuantizer
+
+ARCH = dict(depths=(1, 1, 2, 1), dims=16, ssm_ratio=1.0)
+QUANT = dict(mode='ternary', weight=True, act=dict(type='Q2T', radius=2))
+
+
+def build_backbone(seed=0, deploy='ternary', spread=0.5, **quant):
+    """Return a quantized backbone with data-initialized, spread scales."""
+    torch.manual_seed(seed)
+    backbone = TVMambaVSSM(
+        arch=ARCH, out_indices=(3, ), quant=dict(QUANT, deploy=deploy,
+                                                 **quant))
+    backbone.train()
+    backbone(torch.randn(2, 3, 64, 64))
+    backbone.eval()
+    for module in backbone.modules():
+        if isinstance(module, Q2TQuantizer):
+            noise = torch.randn(module.num_channels) * spread
+            module.alpha.data.mul_(noise.exp())
+    return backbone
+
+
+def relative_error(output, reference):
+    return ((output - reference).abs().max() / reference.abs().max()).item()
+
+
+@torch.no_grad()
+def test_exact_layout_matches_fake_quant():
+    backbone = build_backbone()
+    x = torch.randn(2, 3, 64, 64)
+    expected = backbone(x)[0]
+
+    deployed = copy.deepcopy(backbone)
+    count = convert_to_deploy(deployed, 'ternary', alpha_groups=None)
+
+    # Per block: in, x, 4 dt and out projections of SS2D, fc1 and fc2.
+    assert count == 9 * 5
+    torch.testing.assert_close(deployed(x)[0], expected, rtol=1e-4,
+                               atol=1e-4)
+
+
+@torch.no_grad()
+def test_five_level_variant_matches_fake_quant():
+    backbone = build_backbone(deploy='five_level')
+    for module in backbone.modules():
+        if isinstance(module, Q2TQuantizer):
+            module.radius[::3] = 1
+    x = torch.randn(1, 3, 64, 64)
+    expected = backbone(x)[0]
+
+    deployed = copy.deepcopy(backbone)
+    convert_to_deploy(deployed, 'five_level', alpha_groups=None)
+
+    projection = deployed.layers[0].blocks[0].mlp.fc1
+    assert projection.five.width > 0
+    assert projection.three.width > 0
+    torch.testing.assert_close(deployed(x)[0], expected, rtol=1e-4,
+                               atol=1e-4)
+
+
+@torch.no_grad()
+def test_groups_approximate_channel_scales():
+    backbone = build_backbone(spread=0.2)
+    x = torch.randn(1, 3, 64, 64)
+    expected = backbone(x)[0]
+    errors = {}
+    for groups in (1, 4, 16):
+        deployed = copy.deepcopy(backbone)
+        convert_to_deploy(deployed, 'ternary', alpha_groups=groups)
+        errors[groups] = relative_error(deployed(x)[0], expected)
+
+    assert errors[16] < errors[1]
+    assert errors[16] < 0.1
+
+
+@torch.no_grad()
+def test_conversion_replaces_modules():
+    deployed = build_backbone()
+    convert_to_deploy(deployed)
+    block = deployed.layers[0].blocks[0]
+
+    assert isinstance(block.op, DeploySS2D)
+    assert isinstance(block.op.in_proj, DeployLinear2d)
+    assert isinstance(block.mlp.fc2, DeployLinear2d)
+    assert len(block.op.dt_projs) == 4
+    assert not any(
+        isinstance(module, Q2TQuantizer) for module in deployed.modules())
+
+
+@torch.no_grad()
+def test_float_layers_stay_float():
+    backbone = build_backbone(layers=('fc1', 'fc2'))
+    x = torch.randn(1, 3, 64, 64)
+    expected = backbone(x)[0]
+
+    deployed = copy.deepcopy(backbone)
+    count = convert_to_deploy(deployed, alpha_groups=None)
+
+    assert count == 2 * 5
+    torch.testing.assert_close(deployed(x)[0], expected, rtol=1e-4,
+                               atol=1e-4)
+
+
+@torch.no_grad()
+def test_checkpoint_round_trip(tmp_path):
+    deployed = build_backbone(seed=1)
+    convert_to_deploy(deployed, 'ternary', alpha_groups=4)
+    path = tmp_path / 'deploy.pth'
+    size = save_deploy_checkpoint(deployed, str(path), 'ternary', 4)
+
+    # A model built from scratch takes the stored shapes on loading.
+    fresh = build_backbone(seed=2, spread=0.0)
+    convert_to_deploy(fresh, 'ternary', alpha_groups=1)
+    state = torch.load(path, weights_only=True)['state_dict']
+    fresh.load_state_dict(state)
+    x = torch.randn(1, 3, 64, 64)
+
+    assert size == path.stat().st_size
+    assert read_deploy_meta(str(path)) == dict(
+        variant='ternary', alpha_groups=4, float_dtype='float32')
+    assert torch.equal(fresh(x)[0], deployed(x)[0])
+
+
+def test_float16_keeps_projection_scales():
+    deployed = build_backbone()
+    convert_to_deploy(deployed)
+    state = deploy_state_dict(deployed, 'float16')
+
+    assert state['layers.0.blocks.0.mlp.fc1.three.alpha'].dtype == (
+        torch.float32)
+    assert state['layers.0.blocks.0.mlp.fc1.weight_scale'].dtype == (
+        torch.float32)
+    assert state['layers.0.blocks.0.norm.weight'].dtype == torch.float16
+    assert state['layers.0.blocks.0.mlp.fc1.three.weight'].dtype == (
+        torch.int32)
+
+
+def test_storage_counts_packed_weights():
+    backbone = build_backbone()
+    deployed = copy.deepcopy(backbone)
+    convert_to_deploy(deployed, alpha_groups=1)
+    state = deploy_state_dict(deployed)
+    report = measure_storage(backbone, deployed, state, file_bytes=1)
+
+    # fc1 of stage 1: 64 outputs x 2 planes x 1 word of 16 inputs.
+    fc1 = deployed.layers[0].blocks[0].mlp.fc1.three.weight
+    assert fc1.shape == (64, 2)
+    assert report.packed == sum(
+        module.weight.numel() * 4 for module in deployed.modules()
+        if hasattr(module, 'k_scale'))
+    assert report.packed + report.layout + report.other == sum(
+        value.numel() * value.element_size() for value in state.values())
+    assert report.float32 < 4 * sum(p.numel() for p in backbone.parameters())
+
+
+def test_conversion_rejects_invalid_options():
+    backbone = build_backbone()
+    with pytest.raises(ValueError, match="invalid deploy variant 'int8'"):
+        convert_to_deploy(backbone, 'int8')
+    with pytest.raises(ValueError, match='alpha_groups=0'):
+        convert_to_deploy(backbone, alpha_groups=0)
+
+
+def test_conversion_rejects_lsq_activations():
+    torch.manual_seed(0)
+    backbone = TVMambaVSSM(
+        arch=ARCH, quant=dict(QUANT, act=dict(type='LSQ'))).eval()
+    with pytest.raises(TypeError, match='LSQTernaryQuantizer'):
+        convert_to_deploy(backbone)
+
+
+def test_save_rejects_unconverted_model(tmp_path):
+    backbone = build_backbone()
+    with pytest.raises(ValueError, match='no deployed projections'):
+        save_deploy_checkpoint(backbone, str(tmp_path / 'x.pth'), 'ternary',
+                               8)
+    assert not (tmp_path / 'x.pth').exists()
+    assert count_deploy_projections(backbone) == 0

@@ -11,17 +11,44 @@ B and C are shared by groups of channels: with ``B`` of shape
 (batch, G, N, L), channel ``d`` uses group ``d // (D_total // G)``. This is
 how SS2D stores one B and C per scan direction.
 
-On CUDA tensors it uses mamba_ssm's kernel when that package is installed;
-otherwise it runs :func:`selective_scan_chunked`, a chunked pure-PyTorch
-form whose loop has about 2 * sqrt(L) steps and that matches the
-sequential :func:`selective_scan_ref` up to float rounding.
+Implementations, chosen per call by :func:`selective_scan`:
+
+* ``fused``: the C++ forward op :func:`mmtvmamba.ops.selective_scan_fwd`.
+  It runs on CPU tensors when ``mmtvmamba._ext`` is built and has no
+  backward, so it serves inference.
+* ``torch``: :func:`selective_scan_chunked`, a chunked pure-PyTorch form
+  whose loop has about 2 * sqrt(L) steps, that supports autograd and that
+  matches the sequential :func:`selective_scan_ref` up to float rounding.
+* On CUDA tensors, mamba_ssm's kernel when that package is installed.
+
+The setting ``auto`` (the default) uses mamba_ssm on CUDA when it is
+installed, the fused op on CPU when the extension is built and no
+gradient is needed (``torch.is_grad_enabled()`` is False or no input
+requires grad), and the ``torch`` form otherwise. ``torch`` forces the
+chunked form on every device. ``fused`` forces the C++ op and raises when
+it cannot run (extension not built, tensors not on the CPU, or a gradient
+needed).
+
+Select the setting with the environment variable ``MMTVMAMBA_SCAN_IMPL``
+(``auto``, ``torch`` or ``fused``, read at every call) or, taking
+precedence, for a block of code::
+
+    with scan_impl('torch'):
+        model(inputs)
+
+The override is process-wide, so it also applies to other threads while
+the block runs.
 """
+import contextlib
 import math
-from typing import Optional
+import os
+from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmtvmamba.ops import fused_scan_available, selective_scan_fwd
 
 try:
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -30,8 +57,61 @@ except ImportError:  # mamba_ssm is optional and needs CUDA.
 
 __all__ = [
     'selective_scan', 'selective_scan_ref', 'selective_scan_chunked',
-    'linear_recurrence'
+    'linear_recurrence', 'scan_impl', 'get_scan_impl', 'SCAN_IMPLS'
 ]
+
+SCAN_IMPLS = ('auto', 'torch', 'fused')
+SCAN_IMPL_ENV = 'MMTVMAMBA_SCAN_IMPL'
+
+# Setting of the innermost active scan_impl() block, or None outside them.
+_impl_override: Optional[str] = None
+
+
+def _check_impl(name: str, source: str) -> str:
+    if name not in SCAN_IMPLS:
+        raise ValueError(f'invalid selective scan implementation {name!r} '
+                         f'from {source}; expected one of '
+                         f'{", ".join(SCAN_IMPLS)}')
+    return name
+
+
+def get_scan_impl() -> str:
+    """Return the scan implementation setting in effect.
+
+    Returns:
+        str: The setting of the innermost :func:`scan_impl` block, else the
+        value of ``MMTVMAMBA_SCAN_IMPL``, else ``'auto'``.
+    """
+    if _impl_override is not None:
+        return _impl_override
+    value = os.environ.get(SCAN_IMPL_ENV, '').strip().lower()
+    if not value:
+        return 'auto'
+    return _check_impl(value, f'the environment variable {SCAN_IMPL_ENV}')
+
+
+@contextlib.contextmanager
+def scan_impl(name: str) -> Iterator[str]:
+    """Force the selective scan implementation inside a ``with`` block.
+
+    Blocks nest, and the previous setting returns on exit. The setting is
+    process-wide, not per thread.
+
+    Args:
+        name (str): ``'auto'``, ``'torch'`` or ``'fused'``, as described
+            in the module docstring.
+
+    Yields:
+        str: ``name``.
+    """
+    global _impl_override
+    _check_impl(name, 'scan_impl()')
+    previous = _impl_override
+    _impl_override = name
+    try:
+        yield name
+    finally:
+        _impl_override = previous
 
 
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
@@ -187,6 +267,30 @@ def selective_scan_chunked(u: Tensor,
     return _finish(y, u, D, u.shape)
 
 
+def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+    """Return whether autograd would record an op on ``tensors``."""
+    if not torch.is_grad_enabled():
+        return False
+    return any(t is not None and t.requires_grad for t in tensors)
+
+
+def _check_fused_usable(u: Tensor, needs_grad: bool) -> None:
+    """Raise if the fused op was forced but cannot run on these inputs."""
+    if u.device.type != 'cpu':
+        raise ValueError('the fused selective scan runs on CPU tensors only, '
+                         f'but u is on {u.device}; use scan_impl("auto") or '
+                         'MMTVMAMBA_SCAN_IMPL=auto')
+    if not fused_scan_available():
+        raise RuntimeError('the fused selective scan was requested, but '
+                           'mmtvmamba._ext is not built; build it with '
+                           '`python setup.py build_ext --inplace` or use '
+                           'the "torch" implementation')
+    if needs_grad:
+        raise RuntimeError('the fused selective scan has no backward, but an '
+                           'input requires grad; run under torch.no_grad() '
+                           'or use the "auto" or "torch" implementation')
+
+
 def selective_scan(u: Tensor,
                    delta: Tensor,
                    A: Tensor,
@@ -195,14 +299,26 @@ def selective_scan(u: Tensor,
                    D: Optional[Tensor] = None,
                    delta_bias: Optional[Tensor] = None,
                    delta_softplus: bool = False) -> Tensor:
-    """Compute the selective scan with the fastest available backend.
+    """Compute the selective scan with the implementation in effect.
 
     Takes the arguments of :func:`selective_scan_ref` and returns a float32
-    tensor of shape (batch, D, L).
+    tensor of shape (batch, D, L). The module docstring lists how the
+    implementation is chosen.
     """
+    impl = get_scan_impl()
+    args = (u, delta, A, B, C, D, delta_bias, delta_softplus)
+    if impl == 'torch':
+        return selective_scan_chunked(*args)
+
+    needs_grad = _needs_grad(u, delta, A, B, C, D, delta_bias)
+    if impl == 'fused':
+        _check_fused_usable(u, needs_grad)
+        return selective_scan_fwd(*args)
+
     if u.is_cuda and selective_scan_fn is not None:
         y = selective_scan_fn(u, delta, A, B.contiguous(), C.contiguous(), D,
                               None, delta_bias, delta_softplus)
         return y.float()
-    return selective_scan_chunked(u, delta, A, B, C, D, delta_bias,
-                                  delta_softplus)
+    if u.device.type == 'cpu' and not needs_grad and fused_scan_available():
+        return selective_scan_fwd(*args)
+    return selective_scan_chunked(*args)

@@ -1,6 +1,11 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
-"""Custom ops of mmtvmamba: bitwise ternary and five-level matmul."""
+"""Custom ops of mmtvmamba: bitwise ternary and five-level matmul, and the
+fused CPU forward of the selective scan."""
 from .extension import extension_available
+from .selective_scan_op import (available_scan_isas,
+                                check_selective_scan_inputs,
+                                fused_scan_available, get_scan_isa,
+                                selective_scan_fwd, set_scan_isa)
 from .ternary_mm import (available_isas, get_isa, pack_quinary, pack_ternary,
                          quinary_mm, quinary_mm_int, set_isa, ternary_mm,
                          ternary_mm_int, unpack_quinary, unpack_ternary)
@@ -8,5 +13,8 @@ from .ternary_mm import (available_isas, get_isa, pack_quinary, pack_ternary,
 __all__ = [
     'available_isas', 'extension_available', 'get_isa', 'pack_quinary',
     'pack_ternary', 'quinary_mm', 'quinary_mm_int', 'set_isa', 'ternary_mm',
-    'ternary_mm_int', 'unpack_quinary', 'unpack_ternary'
+    'ternary_mm_int', 'unpack_quinary', 'unpack_ternary',
+    'available_scan_isas', 'check_selective_scan_inputs',
+    'fused_scan_available', 'get_scan_isa', 'selective_scan_fwd',
+    'set_scan_isa'
 ]

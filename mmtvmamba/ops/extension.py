@@ -5,8 +5,8 @@ import logging
 import warnings
 
 _FALLBACK_MESSAGE = (
-    'mmtvmamba._ext is not built, so the ternary ops run on the slow '
-    'pure-PyTorch reference ({error}). Build it with '
+    'mmtvmamba._ext is not built, so the ternary ops and the selective '
+    'scan run on the slow pure-PyTorch code ({error}). Build it with '
     '`python setup.py build_ext --inplace` or `pip install -e .` without '
     'MMTVMAMBA_WITH_OPS=0.')
 
@@ -33,8 +33,10 @@ def load_extension() -> bool:
         _warn(_FALLBACK_MESSAGE.format(error=error))
         return False
 
+    from .selective_scan_op import register_fake_kernel
     from .ternary_fake import register_fake_kernels
     register_fake_kernels()
+    register_fake_kernel()
     return True
 
 

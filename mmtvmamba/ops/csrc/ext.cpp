@@ -3,13 +3,17 @@
 // Registration of the torch.ops.mmtvmamba ops. The registrations run when
 // the shared library is loaded, so `import mmtvmamba._ext` makes the ops
 // available; the Python module itself is empty. Fake (meta) kernels are
-// registered from Python in mmtvmamba/ops/ternary_fake.py.
+// registered from Python in mmtvmamba/ops/ternary_fake.py and
+// mmtvmamba/ops/selective_scan_op.py.
 #include <string>
 #include <vector>
 
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "selective_scan.h"
+#include "selective_scan_op.h"
 #include "ternary.h"
 #include "ternary_ops.h"
 
@@ -33,6 +37,18 @@ std::vector<std::string> ternary_isas() {
     }
   }
   return names;
+}
+
+std::string selective_scan_isa() {
+  return scan_isa_name(active_scan_isa());
+}
+
+std::string set_selective_scan_isa(const std::string& name) {
+  return select_scan_isa(name);
+}
+
+std::vector<std::string> selective_scan_isas() {
+  return supported_scan_isas();
 }
 
 }  // namespace
@@ -60,6 +76,15 @@ TORCH_LIBRARY(mmtvmamba, m) {
   m.def("ternary_isa() -> str", &mmtvmamba::ternary_isa);
   m.def("set_ternary_isa(str name) -> str", &mmtvmamba::set_ternary_isa);
   m.def("ternary_isas() -> str[]", &mmtvmamba::ternary_isas);
+
+  m.def(
+      "selective_scan_fwd(Tensor u, Tensor delta, Tensor A, Tensor B, "
+      "Tensor C, Tensor? D=None, Tensor? delta_bias=None, "
+      "bool delta_softplus=False) -> Tensor");
+  m.def("selective_scan_isa() -> str", &mmtvmamba::selective_scan_isa);
+  m.def("set_selective_scan_isa(str name) -> str",
+        &mmtvmamba::set_selective_scan_isa);
+  m.def("selective_scan_isas() -> str[]", &mmtvmamba::selective_scan_isas);
 }
 
 TORCH_LIBRARY_IMPL(mmtvmamba, CPU, m) {
@@ -71,6 +96,15 @@ TORCH_LIBRARY_IMPL(mmtvmamba, CPU, m) {
   m.impl("quinary_mm_int", &mmtvmamba::quinary_mm_int);
   m.impl("ternary_mm", &mmtvmamba::ternary_mm);
   m.impl("quinary_mm", &mmtvmamba::quinary_mm);
+  m.impl("selective_scan_fwd", &mmtvmamba::selective_scan_fwd);
+}
+
+// selective_scan_fwd has no backward. This kernel lets the forward run and
+// makes a later backward through its output raise a "not implemented"
+// error, instead of silently treating the output as a constant.
+TORCH_LIBRARY_IMPL(mmtvmamba, Autograd, m) {
+  m.impl("selective_scan_fwd",
+         torch::autograd::autogradNotImplementedFallback());
 }
 
 // The module has no Python functions; importing it loads the library and

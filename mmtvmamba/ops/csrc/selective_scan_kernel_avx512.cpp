@@ -1,0 +1,285 @@
+// Copyright (c) mmtvmamba contributors. All rights reserved.
+//
+// AVX-512F selective scan kernel. Only functions marked with
+// MMTVMAMBA_AVX512F use these instructions, so the library still loads on
+// CPUs without them. The dispatcher calls scan_rows_avx512 only after a
+// CPUID check.
+//
+// A row is processed in blocks of kBlock time steps and each block in two
+// passes. The first computes dt (with softplus) and dt * u, 16 lanes at a
+// time. The second advances each state 16 steps at a time: it computes the
+// decays exp(dt * A) in the lanes, solves h_t = a_t * h_{t-1} + b_t across
+// the 16 lanes in registers by a prefix scan of the affine maps (a, b) in 4
+// shift-and-combine steps, and then adds the state carried in from the
+// previous 16 steps as h = P_t * carry + H_t, where P_t is the running
+// product of the decays and H_t the state scanned from zero. Only that
+// carry links the iterations, so the out-of-order core overlaps the
+// transcendental work of consecutive iterations.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "selective_scan.h"
+
+#if MMTVMAMBA_SCAN_AVX512
+
+// GCC 12 reports a false -Wmaybe-uninitialized on the _mm512_undefined_*()
+// pass-through operand of many unmasked intrinsics once they are inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#define MMTVMAMBA_AVX512F __attribute__((target("avx512f")))
+
+namespace mmtvmamba {
+
+namespace {
+
+constexpr int64_t kLanes = 16;
+constexpr __mmask16 kAllLanes = 0xFFFF;
+
+// ln(2) = kLn2Hi + kLn2Lo. kLn2Hi (0x3f317200) has 9 trailing zero bits, so
+// n * kLn2Hi is exact for the |n| <= 151 that exp_ps produces.
+constexpr float kLn2Hi = 0.693145751953125f;
+constexpr float kLn2Lo = 1.4286068e-06f;
+constexpr float kLn2 = 0.6931472f;
+constexpr float kLog2e = 1.442695f;
+
+// exp(x) is 0 in float32 below -104 and +inf above 89, so x is clamped to
+// this range first. That keeps n finite and the reduced argument small.
+constexpr float kExpMin = -104.0f;
+constexpr float kExpMax = 89.0f;
+
+// Inputs above this are returned unchanged by PyTorch's softplus.
+constexpr float kSoftplusThreshold = 20.0f;
+
+MMTVMAMBA_AVX512F inline __mmask16 tail_mask(int64_t left) {
+  return left >= kLanes ? kAllLanes
+                        : static_cast<__mmask16>((1u << left) - 1u);
+}
+
+// Compute exp(x) to about 1 ulp. x = n * ln(2) + r with n an integer and
+// |r| <= ln(2) / 2, so exp(x) = 2^n * exp(r). The degree-7 Taylor
+// polynomial of exp(r) has a truncation error below 1e-8 relative on that
+// interval. NaN inputs give NaN, because vmaxps and vminps return their
+// second operand when one operand is NaN, and x is passed second.
+MMTVMAMBA_AVX512F inline __m512 exp_ps(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(kExpMin), x);
+  x = _mm512_min_ps(_mm512_set1_ps(kExpMax), x);
+
+  const __m512 n =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+
+  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+
+  // vscalefps computes p * 2^n with one rounding, so results in the
+  // subnormal range and overflow to +inf come out right.
+  return _mm512_scalef_ps(p, n);
+}
+
+// Compute log1p(z) for z in [0, 1]. Write 1 + z = 2^e * (1 + f). For
+// z <= 0.5, e = 0 and f = z. Above, e = 1 and f = (z - 1) / 2, which is
+// exact because z - 1 is exact for z in [0.5, 1] (Sterbenz's lemma). So f
+// lies in [-0.25, 0.5] with no rounding error, and
+// log1p(f) = 2 * atanh(s) with s = f / (2 + f), |s| <= 0.2, is summed up to
+// s^11. That leaves a truncation error below 1e-9 relative, and the small
+// results for tiny z keep their relative accuracy.
+MMTVMAMBA_AVX512F inline __m512 log1p_unit_ps(__m512 z) {
+  const __mmask16 upper =
+      _mm512_cmp_ps_mask(z, _mm512_set1_ps(0.5f), _CMP_GT_OQ);
+  const __m512 f = _mm512_mask_fmadd_ps(z, upper, _mm512_set1_ps(0.5f),
+                                        _mm512_set1_ps(-0.5f));
+  const __m512 e_ln2 = _mm512_maskz_mov_ps(upper, _mm512_set1_ps(kLn2));
+
+  const __m512 s = _mm512_div_ps(f, _mm512_add_ps(_mm512_set1_ps(2.0f), f));
+  const __m512 s2 = _mm512_mul_ps(s, s);
+  __m512 q = _mm512_set1_ps(1.0f / 11.0f);
+  q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 9.0f));
+  q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 7.0f));
+  q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 5.0f));
+  q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 3.0f));
+  const __m512 two_s = _mm512_add_ps(s, s);
+  const __m512 log1p_f = _mm512_fmadd_ps(_mm512_mul_ps(two_s, s2), q, two_s);
+  return _mm512_add_ps(e_ln2, log1p_f);
+}
+
+// Compute PyTorch's softplus: x for x > 20, else log1p(exp(x)), evaluated
+// as max(x, 0) + log1p(exp(-|x|)) so that exp never overflows.
+MMTVMAMBA_AVX512F inline __m512 softplus_ps(__m512 x) {
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  const __m512 minus_abs = _mm512_castsi512_ps(
+      _mm512_or_si512(_mm512_castps_si512(x), sign));
+  // x is the second operand, so NaN propagates.
+  const __m512 positive = _mm512_max_ps(_mm512_setzero_ps(), x);
+  const __m512 smooth =
+      _mm512_add_ps(positive, log1p_unit_ps(exp_ps(minus_abs)));
+
+  const __mmask16 large = _mm512_cmp_ps_mask(
+      x, _mm512_set1_ps(kSoftplusThreshold), _CMP_GT_OQ);
+  return _mm512_mask_blend_ps(large, smooth, x);
+}
+
+// Return v moved up by kShift lanes, so lane i contains v[i - kShift] for
+// i >= kShift. Lanes below kShift contain zeros that the caller masks out.
+template <int kShift>
+MMTVMAMBA_AVX512F inline __m512 shift_up(__m512 v) {
+  return _mm512_castsi512_ps(_mm512_alignr_epi32(
+      _mm512_castps_si512(v), _mm512_setzero_si512(), kLanes - kShift));
+}
+
+// Compose lane i's map with the map kShift lanes below it:
+// (a_i, b_i) o (a_j, b_j) = (a_i * a_j, a_i * b_j + b_i), j = i - kShift.
+// Lanes below kShift have no such map and keep their values, so no decay is
+// multiplied by a padding zero (inf * 0 would give NaN).
+template <int kShift>
+MMTVMAMBA_AVX512F inline void combine_lanes(__m512& decay, __m512& drive) {
+  constexpr __mmask16 kUpper = static_cast<__mmask16>(kAllLanes << kShift);
+  drive = _mm512_mask3_fmadd_ps(decay, shift_up<kShift>(drive), drive, kUpper);
+  decay = _mm512_mask_mul_ps(decay, kUpper, decay, shift_up<kShift>(decay));
+}
+
+// Turn per-lane decays a_t and drives b_t into the running products
+// a_0 * ... * a_t and the states h_t of h_t = a_t * h_{t-1} + b_t with
+// h_{-1} = 0 (Hillis-Steele prefix scan over the 16 lanes).
+MMTVMAMBA_AVX512F inline void scan_lanes(__m512& decay, __m512& drive) {
+  combine_lanes<1>(decay, drive);
+  combine_lanes<2>(decay, drive);
+  combine_lanes<4>(decay, drive);
+  combine_lanes<8>(decay, drive);
+}
+
+MMTVMAMBA_AVX512F inline __m512 broadcast_last(__m512 v) {
+  return _mm512_permutexvar_ps(_mm512_set1_epi32(kLanes - 1), v);
+}
+
+// Time steps per block, a multiple of kLanes. A block's dt and dt * u stay
+// in stack buffers (2 x 1 KiB, so in L1) between the two passes.
+constexpr int64_t kBlock = 256;
+
+// Fill dt[0, count) with delta + delta_bias, passed through softplus if
+// kSoftplus, and du with dt * u. Lanes past count are computed from zeros.
+template <bool kSoftplus>
+MMTVMAMBA_AVX512F void time_steps(const ScanRow& row, int64_t t0,
+                                  int64_t count, float* dt, float* du) {
+  const __m512 bias = _mm512_set1_ps(row.delta_bias);
+  for (int64_t t = 0; t < count; t += kLanes) {
+    const __mmask16 mask = tail_mask(count - t);
+    __m512 step = _mm512_add_ps(
+        _mm512_maskz_loadu_ps(mask, row.delta + t0 + t), bias);
+    if (kSoftplus) {
+      step = softplus_ps(step);
+    }
+    const __m512 u = _mm512_maskz_loadu_ps(mask, row.u + t0 + t);
+    _mm512_storeu_ps(dt + t, step);
+    _mm512_storeu_ps(du + t, _mm512_mul_ps(step, u));
+  }
+}
+
+// Advance state n over the block [t0, t0 + count) and add C * h to y.
+// kFirst marks state 0, which starts y as D * u instead of reading it.
+// Returns the state after the block, broadcast to all lanes. Only a row's
+// last block can end in a partial vector, so the lanes past count, which
+// feed that carry, never reach a stored output.
+template <bool kFirst>
+MMTVMAMBA_AVX512F __m512 scan_state(const ScanRow& row, int64_t length,
+                                    int64_t n, int64_t t0, int64_t count,
+                                    const float* dt, const float* du,
+                                    __m512 carry) {
+  const __m512 a = _mm512_set1_ps(row.a[n]);
+  const __m512 d = _mm512_set1_ps(row.d);
+  const float* b = row.b + n * length + t0;
+  const float* c = row.c + n * length + t0;
+  float* y = row.y + t0;
+
+  for (int64_t t = 0; t < count; t += kLanes) {
+    const __mmask16 mask = tail_mask(count - t);
+    __m512 decay = exp_ps(_mm512_mul_ps(_mm512_loadu_ps(dt + t), a));
+    __m512 drive = _mm512_mul_ps(_mm512_loadu_ps(du + t),
+                                 _mm512_maskz_loadu_ps(mask, b + t));
+    scan_lanes(decay, drive);
+    const __m512 h = _mm512_fmadd_ps(decay, carry, drive);
+    carry = broadcast_last(h);
+
+    const __m512 base =
+        kFirst ? _mm512_mul_ps(d, _mm512_maskz_loadu_ps(mask, row.u + t0 + t))
+               : _mm512_maskz_loadu_ps(mask, y + t);
+    const __m512 out =
+        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, c + t), h, base);
+    _mm512_mask_storeu_ps(y + t, mask, out);
+  }
+  return carry;
+}
+
+// Scan one row block by block, with one float per state in carries. The
+// two passes keep the dependency chain of one loop iteration short enough for
+// the out-of-order core to overlap many iterations. One fused loop over
+// time measured about 1.3 times slower (1.9 against 1.4 ns per time step
+// with d_state 1 on one AMD EPYC Zen 4 core).
+template <bool kSoftplus>
+MMTVMAMBA_AVX512F void scan_one_row(const ScanRow& row, int64_t length,
+                                    int64_t states, float* carries) {
+  alignas(64) float dt[kBlock];
+  alignas(64) float du[kBlock];
+  for (int64_t n = 0; n < states; ++n) {
+    carries[n] = 0.0f;
+  }
+
+  for (int64_t t0 = 0; t0 < length; t0 += kBlock) {
+    const int64_t count = std::min(kBlock, length - t0);
+    time_steps<kSoftplus>(row, t0, count, dt, du);
+
+    for (int64_t n = 0; n < states; ++n) {
+      const __m512 carry_in = _mm512_set1_ps(carries[n]);
+      const __m512 carry_out =
+          n == 0 ? scan_state<true>(row, length, n, t0, count, dt, du,
+                                    carry_in)
+                 : scan_state<false>(row, length, n, t0, count, dt, du,
+                                     carry_in);
+      carries[n] = _mm512_cvtss_f32(carry_out);
+    }
+  }
+}
+
+}  // namespace
+
+MMTVMAMBA_AVX512F void scan_rows_avx512(const ScanArgs& args, int64_t r0,
+                                        int64_t r1) {
+  std::vector<float> carries(args.states);
+  for (int64_t r = r0; r < r1; ++r) {
+    if (args.delta_softplus) {
+      scan_one_row<true>(scan_row(args, r), args.length, args.states,
+                         carries.data());
+    } else {
+      scan_one_row<false>(scan_row(args, r), args.length, args.states,
+                          carries.data());
+    }
+  }
+}
+
+}  // namespace mmtvmamba
+
+#else  // no x86 kernels in this build
+
+#include <c10/util/Exception.h>
+
+namespace mmtvmamba {
+
+void scan_rows_avx512(const ScanArgs&, int64_t, int64_t) {
+  TORCH_CHECK(false, "the AVX-512 selective scan kernel is not compiled in "
+                     "this build; select the portable path");
+}
+
+}  // namespace mmtvmamba
+
+#endif

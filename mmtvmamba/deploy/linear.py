@@ -5,8 +5,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from mmtvmamba.ops import (pack_quinary, pack_ternary, quinary_mm,
-                           ternary_mm)
+from mmtvmamba.ops import pack_ternary, q2t_pack, quinary_mm, ternary_mm
 from mmtvmamba.quantization import Q2TQuantizer, TernaryLinear2d
 from mmtvmamba.quantization.weight import ternarize_weight
 from .layout import build_part_layout
@@ -44,28 +43,24 @@ class TernaryPart(nn.Module):
         """Number of kernel positions K, padding included."""
         return self.index.numel()
 
-    def forward(self, x_padded: Tensor, rms: Tensor, weight_scale: Tensor,
+    def forward(self, x: Tensor, eps: float, weight_scale: Tensor,
                 bias: Optional[Tensor]) -> Tensor:
-        """Return the part's share of the projection of ``x_padded``.
+        """Return the part's share of the projection of ``x``.
 
         Args:
-            x_padded (Tensor): RMS-normalized tokens (M, C + 1) whose last
-                column is zero.
-            rms (Tensor): float32 (M,) RMS of every token.
+            x (Tensor): float32 tokens as (batch, channels, length).
+            eps (float): Added to the mean square of the token RMS.
             weight_scale (Tensor): float32 (1,) absmean weight scale.
             bias (Tensor, optional): float32 (N,) bias.
+
+        Returns:
+            Tensor: float32 (batch * length, N) in (b, l) token order.
         """
         radius = int(self.radius)
-        codes = x_padded.index_select(1, self.index)
-        codes.div_(self.alpha).round_().clamp_(-radius, radius)
-        codes = codes.to(torch.int8)
-        if radius == 2:
-            return quinary_mm(
-                pack_quinary(codes), self.weight, self.width, rms,
-                weight_scale, bias, self.k_scale)
-        return ternary_mm(
-            pack_ternary(codes), self.weight, self.width, rms, weight_scale,
-            bias, self.k_scale)
+        packed, rms = q2t_pack(x, self.index, self.alpha, radius, eps)
+        matmul = quinary_mm if radius == 2 else ternary_mm
+        return matmul(packed, self.weight, self.width, rms, weight_scale,
+                      bias, self.k_scale)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name, buffer in self._buffers.items():
@@ -173,19 +168,21 @@ class DeployTernaryLinear(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(f'expected tokens of shape (M, '
                              f'{self.in_features}), got {tuple(x.shape)}')
-        x = x.float()
-        rms = x.pow(2).mean(1, keepdim=True).add_(self.eps).sqrt_()
-        x_padded = x.new_empty(x.shape[0], self.in_features + 1)
-        torch.div(x, rms, out=x_padded[:, :self.in_features])
-        x_padded[:, self.in_features] = 0
-        rms = rms.view(-1)
+        return self.project(x.t().unsqueeze(0))
 
+    def project(self, x: Tensor) -> Tensor:
+        """Project ``x`` (B, C, L) to float32 (B * L, N), tokens in (b, l)
+        order. Any strides are read without a copy."""
+        if x.dim() != 3 or x.shape[1] != self.in_features:
+            raise ValueError(f'expected (B, {self.in_features}, L) input, '
+                             f'got {tuple(x.shape)}')
+        x = x.float()
         out = None
         bias = self.bias
         for part in (self.five, self.three):
             if part.width == 0:
                 continue
-            y = part(x_padded, rms, self.weight_scale, bias)
+            y = part(x, self.eps, self.weight_scale, bias)
             out = y if out is None else out.add_(y)
             bias = None
         if out is None:
@@ -225,8 +222,7 @@ class DeployLinear2d(DeployTernaryLinear):
     def forward(self, x: Tensor) -> Tensor:
         """Project ``x`` (B, C, H, W) to (B, N, H, W)."""
         batch, _, height, width = x.shape
-        tokens = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-        y = super().forward(tokens)
+        y = self.project(x.flatten(2))
         return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
 
 

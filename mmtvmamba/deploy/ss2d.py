@@ -123,8 +123,8 @@ class DeploySS2D(nn.Module):
                                            1),
                 groups=k).view(batch, k, rank + 2 * state, -1)
         else:
-            tokens = x.permute(0, 2, 3, 1).reshape(-1, d_inner)
-            x_dbl = self.x_proj(tokens).view(batch, height, width, k, -1)
+            x_dbl = self.x_proj.project(x.flatten(2))
+            x_dbl = x_dbl.view(batch, height, width, k, -1)
             x_dbl = _scan_order(x_dbl.permute(0, 3, 4, 1, 2))
         return torch.split(x_dbl, [rank, state, state], dim=2)
 
@@ -137,8 +137,8 @@ class DeploySS2D(nn.Module):
                 groups=k)
         outputs = []
         for direction, projection in enumerate(self.dt_projs):
-            tokens = dts[:, direction].transpose(1, 2).reshape(-1, rank)
-            y = projection(tokens).view(batch, length, self.d_inner)
+            y = projection.project(dts[:, direction])
+            y = y.view(batch, length, self.d_inner)
             outputs.append(y.transpose(1, 2))
         return torch.cat(outputs, dim=1)
 

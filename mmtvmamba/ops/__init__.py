@@ -1,7 +1,9 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
-"""Custom ops of mmtvmamba: bitwise ternary and five-level matmul, and the
-fused CPU forward of the selective scan."""
+"""Custom ops of mmtvmamba: bitwise ternary and five-level matmul, fused
+Q2T quantization and packing, and the fused CPU forward of the selective
+scan."""
 from .extension import extension_available
+from .q2t_pack import q2t_pack, q2t_pack_reference
 from .selective_scan_op import (available_scan_isas,
                                 check_selective_scan_inputs,
                                 fused_scan_available, get_scan_isa,
@@ -12,8 +14,9 @@ from .ternary_mm import (available_isas, get_isa, pack_quinary, pack_ternary,
 
 __all__ = [
     'available_isas', 'extension_available', 'get_isa', 'pack_quinary',
-    'pack_ternary', 'quinary_mm', 'quinary_mm_int', 'set_isa', 'ternary_mm',
-    'ternary_mm_int', 'unpack_quinary', 'unpack_ternary',
+    'pack_ternary', 'q2t_pack', 'q2t_pack_reference', 'quinary_mm',
+    'quinary_mm_int', 'set_isa', 'ternary_mm', 'ternary_mm_int',
+    'unpack_quinary', 'unpack_ternary',
     'available_scan_isas', 'check_selective_scan_inputs',
     'fused_scan_available', 'get_scan_isa', 'selective_scan_fwd',
     'set_scan_isa'

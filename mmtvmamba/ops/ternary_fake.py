@@ -5,7 +5,7 @@ They compute output shapes and dtypes from the input shapes only, with the
 same formulas as the C++ ops: a packed tensor has ``planes * ceil(K / 32)``
 int32 words per row, and matmul outputs have shape (M, N).
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -79,6 +79,15 @@ def _quinary_mm(a_packed: Tensor,
     return a_packed.new_empty(shape, dtype=torch.float32)
 
 
+def _q2t_pack(x: Tensor, index: Tensor, alpha: Tensor, radius: int,
+              eps: float) -> Tuple[Tensor, Tensor]:
+    planes = QUINARY_PLANES if radius == 2 else TERNARY_PLANES
+    rows = x.shape[0] * x.shape[2]
+    words = (index.shape[0] + WORD_BITS - 1) // WORD_BITS
+    packed = x.new_empty((rows, planes * words), dtype=torch.int32)
+    return packed, x.new_empty((rows, ), dtype=torch.float32)
+
+
 _FAKE_KERNELS = {
     'mmtvmamba::pack_ternary': _pack_ternary,
     'mmtvmamba::pack_quinary': _pack_quinary,
@@ -88,6 +97,7 @@ _FAKE_KERNELS = {
     'mmtvmamba::quinary_mm_int': _quinary_mm_int,
     'mmtvmamba::ternary_mm': _ternary_mm,
     'mmtvmamba::quinary_mm': _quinary_mm,
+    'mmtvmamba::q2t_pack': _q2t_pack,
 }
 
 

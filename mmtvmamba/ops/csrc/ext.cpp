@@ -70,6 +70,9 @@ TORCH_LIBRARY(mmtvmamba, m) {
       "quinary_mm(Tensor a_packed, Tensor w_packed, int k, "
       "Tensor? row_scale, Tensor col_scale, Tensor? bias=None, "
       "Tensor? k_scale=None) -> Tensor");
+  m.def(
+      "q2t_pack(Tensor x, Tensor index, Tensor alpha, int radius, "
+      "float eps) -> (Tensor, Tensor)");
 
   // Kernel-path selection; these take no tensors, so they are registered
   // as catch-all kernels.
@@ -96,6 +99,7 @@ TORCH_LIBRARY_IMPL(mmtvmamba, CPU, m) {
   m.impl("quinary_mm_int", &mmtvmamba::quinary_mm_int);
   m.impl("ternary_mm", &mmtvmamba::ternary_mm);
   m.impl("quinary_mm", &mmtvmamba::quinary_mm);
+  m.impl("q2t_pack", &mmtvmamba::q2t_pack);
   m.impl("selective_scan_fwd", &mmtvmamba::selective_scan_fwd);
 }
 

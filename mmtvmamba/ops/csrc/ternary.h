@@ -97,7 +97,18 @@ struct MatmulArgs {
   int64_t k_end = 0;
   float k_scale = 1.0f;
   bool accumulate = false;
+
+  // Kernels that keep float accumulators in registers take all segments in
+  // one call instead: segment s covers words [seg_begin[s], seg_begin[s+1])
+  // with scale seg_scale[s]. num_segments is 0 when the call has no
+  // K scales.
+  const int64_t* seg_begin = nullptr;
+  const float* seg_scale = nullptr;
+  int64_t num_segments = 0;
 };
+
+// Whether block_avx512 applies the K segments of args itself.
+constexpr bool kAvx512Segments = true;
 
 // Compute output rows [m0, m1) and columns [n0, n1) of args. n0 must be a
 // multiple of kGroupRows. Each kernel exists only where it is compiled.

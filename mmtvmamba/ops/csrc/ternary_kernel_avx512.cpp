@@ -113,6 +113,44 @@ MMTVMAMBA_AVX512 inline void dot_tile(const ActTile& act,
   }
 }
 
+// Sum the dot products of every K segment, each times its scale, in float
+// accumulators that stay in registers.
+template <int MR, int NR, int Levels, bool Masked>
+MMTVMAMBA_AVX512 inline void segment_tile(const MatmulArgs& args,
+                                          const ActTile& act,
+                                          const WeightTile& weight,
+                                          __m512* sums) {
+  for (int i = 0; i < MR * NR; ++i) {
+    sums[i] = _mm512_setzero_ps();
+  }
+  for (int64_t s = 0; s < args.num_segments; ++s) {
+    __m512i dots[MR * NR];
+    dot_tile<MR, NR, Levels, Masked>(act, weight, args.seg_begin[s],
+                                     args.seg_begin[s + 1], dots);
+    const __m512 scale = _mm512_set1_ps(args.seg_scale[s]);
+    for (int i = 0; i < MR * NR; ++i) {
+      sums[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[i]), scale, sums[i]);
+    }
+  }
+}
+
+// Store 16 (or mask-selected) float sums of output row `row` starting at
+// column `col` through the float epilogue.
+MMTVMAMBA_AVX512 inline void store_sums(const MatmulArgs& args, int64_t row,
+                                        int64_t col, __mmask16 mask,
+                                        __m512 sum) {
+  const float row_scale = args.row_scale ? args.row_scale[row] : 1.0f;
+  const __m512 col_scale =
+      args.col_scale_per_column
+          ? _mm512_maskz_loadu_ps(mask, args.col_scale + col)
+          : _mm512_set1_ps(args.col_scale[0]);
+  const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(row_scale), col_scale);
+  const __m512 bias = args.bias ? _mm512_maskz_loadu_ps(mask, args.bias + col)
+                                : _mm512_setzero_ps();
+  _mm512_mask_storeu_ps(args.out_float + row * args.n + col, mask,
+                        _mm512_fmadd_ps(sum, scale, bias));
+}
+
 // Store 16 (or mask-selected) dot products of output row `row` starting at
 // column `col`, applying the float epilogue when the output is float.
 MMTVMAMBA_AVX512 inline void store_dots(const MatmulArgs& args, int64_t row,
@@ -145,11 +183,23 @@ template <int MR, int NR, int Levels, bool Masked>
 MMTVMAMBA_AVX512 void run_tile(const MatmulArgs& args, const ActTile& act,
                                int64_t row, const WeightTile& weight,
                                int64_t col) {
+  const __mmask16 mask =
+      Masked ? static_cast<__mmask16>((1u << weight.lanes) - 1) : 0xFFFF;
+  if (args.num_segments > 0) {
+    __m512 sums[MR * NR];
+    segment_tile<MR, NR, Levels, Masked>(args, act, weight, sums);
+    for (int i = 0; i < MR; ++i) {
+      for (int j = 0; j < NR; ++j) {
+        store_sums(args, row + i, col + j * kGroupRows, mask,
+                   sums[i * NR + j]);
+      }
+    }
+    return;
+  }
+
   __m512i dots[MR * NR];
   dot_tile<MR, NR, Levels, Masked>(act, weight, args.k_begin, args.k_end,
                                    dots);
-  const __mmask16 mask =
-      Masked ? static_cast<__mmask16>((1u << weight.lanes) - 1) : 0xFFFF;
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) {
       store_dots(args, row + i, col + j * kGroupRows, mask,

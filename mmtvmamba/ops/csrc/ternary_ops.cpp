@@ -192,8 +192,31 @@ void run_blocks(const MatmulArgs& args, const float* k_scale = nullptr) {
                                    : block_portable;
   const std::vector<Segment> segments = k_segments(k_scale, args.kd);
 
+  // The AVX-512 kernel sums the segments in registers in one pass; the
+  // other kernels run once per segment and add to the output.
+  std::vector<int64_t> seg_begin;
+  std::vector<float> seg_scale;
+  MatmulArgs one_pass = args;
+  if (isa == Isa::kAvx512 && kAvx512Segments && k_scale != nullptr) {
+    for (const Segment& segment : segments) {
+      seg_begin.push_back(segment.begin);
+      seg_scale.push_back(segment.scale);
+    }
+    seg_begin.push_back(args.kd);
+    one_pass.seg_begin = seg_begin.data();
+    one_pass.seg_scale = seg_scale.data();
+    one_pass.num_segments = static_cast<int64_t>(segments.size());
+  }
+  auto run = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (one_pass.num_segments > 0) {
+      block(one_pass, m0, m1, n0, n1);
+    } else {
+      run_segments(args, segments, block, m0, m1, n0, n1);
+    }
+  };
+
   if (args.m * args.n * args.kd <= kInlineWork) {
-    run_segments(args, segments, block, 0, args.m, 0, args.n);
+    run(0, args.m, 0, args.n);
     return;
   }
 
@@ -226,9 +249,8 @@ void run_blocks(const MatmulArgs& args, const float* k_scale = nullptr) {
     for (int64_t t = next_task++; t < tasks; t = next_task++) {
       const int64_t m0 = (t % row_blocks) * row_block;
       const int64_t n0 = (t / row_blocks) * col_block;
-      run_segments(args, segments, block, m0,
-                   std::min(args.m, m0 + row_block), n0,
-                   std::min(args.n, n0 + col_block));
+      run(m0, std::min(args.m, m0 + row_block), n0,
+          std::min(args.n, n0 + col_block));
     }
   });
 }

@@ -8,6 +8,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Optional.h>
 
+#include <tuple>
+
 namespace mmtvmamba {
 
 at::Tensor pack_ternary(const at::Tensor& codes, bool check);
@@ -30,5 +32,13 @@ at::Tensor quinary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       const at::Tensor& col_scale,
                       const c10::optional<at::Tensor>& bias,
                       const c10::optional<at::Tensor>& k_scale);
+
+// Quantize x (batch, channels, length) with Q2T at the positions `index`
+// (channel `channels` is padding) and pack the codes; returns the packed
+// codes of the batch * length tokens and their RMS.
+std::tuple<at::Tensor, at::Tensor> q2t_pack(const at::Tensor& x,
+                                            const at::Tensor& index,
+                                            const at::Tensor& alpha,
+                                            int64_t radius, double eps);
 
 }  // namespace mmtvmamba

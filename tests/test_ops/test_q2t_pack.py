@@ -1,0 +1,99 @@
+# Copyright (c) mmtvmamba contributors. All rights reserved.
+"""Tests of the fused Q2T quantize-and-pack op."""
+import pytest
+import torch
+
+import mmtvmamba.ops as ops
+from mmtvmamba.ops import q2t_pack, q2t_pack_reference
+from mmtvmamba.quantization.functional import q2t_codes, rms_normalize
+
+HAS_EXT = ops.extension_available()
+
+# (batch, channels, length, positions): padding inside and after words,
+# partial 16-token groups, and groups that span two images.
+CASES = [(1, 1, 1, 1), (1, 5, 7, 33), (2, 96, 49, 96), (3, 40, 100, 70),
+         (2, 300, 20, 320)]
+
+
+@pytest.fixture(params=['avx512', 'avx2', 'portable'])
+def isa(request):
+    if not HAS_EXT:
+        pytest.skip('mmtvmamba._ext is not built')
+    if request.param not in ops.available_isas():
+        pytest.skip(f'this CPU does not support the {request.param} path')
+    ops.set_isa(request.param)
+    yield request.param
+    ops.set_isa('auto')
+
+
+def random_layout(channels, positions, seed):
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, channels + 1, (positions, ), generator=generator)
+    alpha = torch.rand(positions, generator=generator) + 0.3
+    return index, alpha
+
+
+@pytest.mark.parametrize('batch, channels, length, positions', CASES)
+@pytest.mark.parametrize('radius', [1, 2])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_q2t_pack_matches_reference(isa, batch, channels, length, positions,
+                                    radius, channels_last):
+    x = torch.randn(batch, channels, length) * 3
+    if channels_last:
+        x = x.transpose(1, 2).contiguous().transpose(1, 2)
+    index, alpha = random_layout(channels, positions, seed=positions)
+
+    packed, rms = q2t_pack(x, index, alpha, radius, 1e-6)
+    expected_packed, expected_rms = q2t_pack_reference(
+        x, index, alpha, radius, 1e-6)
+
+    assert torch.equal(packed, expected_packed)
+    torch.testing.assert_close(rms, expected_rms)
+
+
+def test_q2t_pack_codes_follow_quantizer():
+    x = torch.randn(2, 24, 10) * 2
+    alpha = torch.rand(24) + 0.5
+    index = torch.arange(24)
+
+    packed, rms = q2t_pack(x, index, alpha, 2, 1e-6)
+
+    x_bar, expected_rms = rms_normalize(x, dim=1, eps=1e-6)
+    codes = q2t_codes(x_bar / alpha.view(1, -1, 1), torch.tensor(2.0))
+    expected = codes.to(torch.int8).permute(0, 2, 1).reshape(-1, 24)
+    assert torch.equal(ops.unpack_quinary(packed, 24), expected)
+    torch.testing.assert_close(rms, expected_rms.view(-1))
+
+
+def test_q2t_pack_rounds_half_to_even():
+    # Tokens of RMS 1 put u = x / alpha exactly on .5 boundaries.
+    x = torch.tensor([[[0.5], [1.5], [-0.5], [-2.5], [1.0]]])
+    x = x / x.pow(2).mean().sqrt()
+    rms = x.pow(2).mean().add(1e-6).sqrt()
+    alpha = (x.view(-1) / rms) / torch.tensor([0.5, 1.5, -0.5, -2.5, 1.0])
+
+    packed, _ = q2t_pack(x, torch.arange(5), alpha, 2, 1e-6)
+
+    assert ops.unpack_quinary(packed, 5).tolist() == [[0, 2, 0, -2, 1]]
+
+
+def test_q2t_pack_rejects_bad_input():
+    x = torch.randn(1, 4, 3)
+    index, alpha = torch.arange(4), torch.ones(4)
+    with pytest.raises((TypeError, ValueError, RuntimeError),
+                       match='radius must be 1'):
+        q2t_pack(x, index, alpha, 3, 1e-6)
+    if HAS_EXT:
+        with pytest.raises(ValueError, match=r'index values must be in'):
+            q2t_pack(x, torch.tensor([0, 5]), torch.ones(2), 1, 1e-6)
+        with pytest.raises(TypeError, match='x must be float32'):
+            q2t_pack(x.double(), index, alpha, 1, 1e-6)
+
+
+def test_q2t_pack_opcheck():
+    if not HAS_EXT:
+        pytest.skip('mmtvmamba._ext is not built')
+    x = torch.randn(2, 40, 9)
+    index, alpha = random_layout(40, 64, seed=3)
+    torch.library.opcheck(torch.ops.mmtvmamba.q2t_pack.default,
+                          (x, index, alpha, 2, 1e-6))

@@ -9,13 +9,13 @@ deploy layout therefore
 
 1. splits the channels by radius into a five-level part and a ternary part,
    because each part runs through its own kernel;
-2. sorts each part by ``alpha`` and cuts it into ``alpha_groups`` groups of
-   neighbouring scales;
-3. pads every group to whole words, so one word never mixes two groups;
-4. gives each word the mean ``alpha`` of its group as the kernel's K scale.
+2. sorts each part by ``alpha`` and cuts it into at most ``alpha_groups``
+   groups of neighbouring scales, each a whole number of 32-channel words;
+3. gives each word the mean ``alpha`` of its group as the kernel's K scale.
 
-With one group per channel the layout is exact; fewer groups trade a small
-error in the channel scales for fewer, longer kernel segments.
+Channels still round with their own ``alpha``, so only the scale that
+multiplies a code is approximated. With one group per channel, each padded
+to a word, the layout is exact but up to 32 times more work.
 """
 import math
 from dataclasses import dataclass
@@ -50,34 +50,35 @@ class PartLayout:
 
 
 def split_groups(num_channels: int, groups: Optional[int]) -> List[int]:
-    """Return the sizes of at most ``groups`` contiguous channel groups.
+    """Return the sizes of the contiguous channel groups of one part.
 
-    Group sizes are whole words where ``num_channels`` allows it, so the
-    padding stays below one word per group. None means one group per
-    channel.
+    Every group but the last is a whole number of words, so grouping adds
+    no padding. A part of W words therefore has at most W groups: one
+    scale per word is the finest grouping that costs nothing extra. None
+    means one group per channel, each padded to a word, which is exact but
+    multiplies the work by up to 32.
 
     Args:
-        num_channels (int): Channels to split, at least 1.
-        groups (int, optional): Requested number of groups.
+        num_channels (int): Channels to split; 0 gives no groups.
+        groups (int, optional): Maximum number of groups.
 
     Returns:
         list[int]: Sizes that sum to ``num_channels``.
     """
-    if groups is None or groups >= num_channels:
+    if groups is None:
         return [1] * num_channels
     if groups < 1:
         raise ValueError(f'alpha_groups={groups} must be at least 1, or '
                          'None for one group per channel')
     words = math.ceil(num_channels / WORD_BITS)
-    if words >= groups:
-        # Whole words per group; the last group takes the partial word.
-        per_group = [words // groups + (g < words % groups)
-                     for g in range(groups)]
-        sizes = [n * WORD_BITS for n in per_group]
-        sizes[-1] -= words * WORD_BITS - num_channels
-        return sizes
-    base, extra = divmod(num_channels, groups)
-    return [base + (g < extra) for g in range(groups)]
+    if words == 0:
+        return []
+    groups = min(groups, words)
+    per_group = [words // groups + (g < words % groups) for g in range(groups)]
+    sizes = [n * WORD_BITS for n in per_group]
+    # The last group takes the partial word.
+    sizes[-1] -= words * WORD_BITS - num_channels
+    return sizes
 
 
 def build_part_layout(channels: Tensor, alpha: Tensor, radius: int,

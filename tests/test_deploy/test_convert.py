@@ -16,11 +16,12 @@ ARCH = dict(depths=(1, 1, 2, 1), dims=16, ssm_ratio=1.0)
 QUANT = dict(mode='ternary', weight=True, act=dict(type='Q2T', radius=2))
 
 
-def build_backbone(seed=0, deploy='ternary', spread=0.5, **quant):
+def build_backbone(seed=0, deploy='ternary', spread=0.5, arch=ARCH,
+                   **quant):
     """Return a quantized backbone with data-initialized, spread scales."""
     torch.manual_seed(seed)
     backbone = TVMambaVSSM(
-        arch=ARCH, out_indices=(3, ), quant=dict(QUANT, deploy=deploy,
+        arch=arch, out_indices=(3, ), quant=dict(QUANT, deploy=deploy,
                                                  **quant))
     backbone.train()
     backbone(torch.randn(2, 3, 64, 64))
@@ -71,18 +72,19 @@ def test_five_level_variant_matches_fake_quant():
 
 
 @torch.no_grad()
-def test_groups_approximate_channel_scales():
-    backbone = build_backbone(spread=0.2)
+def test_more_groups_reduce_scale_error():
+    backbone = build_backbone(spread=0.2, arch=dict(ARCH, dims=64))
     x = torch.randn(1, 3, 64, 64)
     expected = backbone(x)[0]
     errors = {}
-    for groups in (1, 4, 16):
+    for groups in (1, 4, 16, None):
         deployed = copy.deepcopy(backbone)
         convert_to_deploy(deployed, 'ternary', alpha_groups=groups)
         errors[groups] = relative_error(deployed(x)[0], expected)
 
-    assert errors[16] < errors[1]
-    assert errors[16] < 0.1
+    assert errors[4] < errors[1]
+    assert errors[16] < errors[4]
+    assert errors[None] < 1e-5
 
 
 @torch.no_grad()

@@ -8,12 +8,12 @@ from mmtvmamba.deploy import build_part_layout, split_groups
 
 @pytest.mark.parametrize('channels, groups, expected', [
     (96, 3, [32, 32, 32]),
+    (96, 8, [32, 32, 32]),
     (100, 2, [64, 36]),
     (384, 8, [64, 64, 64, 64, 32, 32, 32, 32]),
-    (16, 4, [4, 4, 4, 4]),
-    (10, 3, [4, 3, 3]),
+    (16, 4, [16]),
     (6, None, [1] * 6),
-    (6, 8, [1] * 6),
+    (6, 8, [6]),
 ])
 def test_split_groups_sizes(channels, groups, expected):
     assert split_groups(channels, groups) == expected
@@ -24,19 +24,27 @@ def test_split_groups_rejects_zero():
         split_groups(10, 0)
 
 
-def test_layout_sorts_pads_and_scales():
-    alpha = torch.tensor([4.0, 1.0, 3.0, 2.0])
-    layout = build_part_layout(torch.arange(4), alpha, 1, 2, 4)
+def test_layout_sorts_and_scales_words():
+    alpha = torch.arange(64, 0, -1).float()
+    layout = build_part_layout(torch.arange(64), alpha, 1, 2, 64)
 
-    # Two groups of two channels, each padded to one 32-position word.
-    assert layout.index.tolist()[:2] == [1, 3]
-    assert layout.index.tolist()[32:34] == [2, 0]
-    assert (layout.index[2:32] == 4).all()
-    assert (layout.index[34:] == 4).all()
-    assert layout.alpha[:2].tolist() == [1.0, 2.0]
-    assert (layout.alpha[2:32] == 1).all()
-    assert layout.k_scale.tolist() == [1.5, 3.5]
+    # Two one-word groups, the 32 smallest scales first.
+    assert layout.index.tolist() == list(range(63, -1, -1))
+    assert layout.alpha.tolist() == list(range(1, 65))
+    assert layout.k_scale.tolist() == [16.5, 48.5]
     assert layout.radius == 1
+
+
+def test_layout_per_channel_pads_words():
+    alpha = torch.tensor([4.0, 1.0, 3.0])
+    layout = build_part_layout(torch.arange(3), alpha, 2, None, 3)
+
+    # One word per channel; padding points at the zero column 3.
+    assert layout.index.tolist()[::32] == [1, 2, 0]
+    assert (layout.index[1:32] == 3).all()
+    assert (layout.alpha[1:32] == 1).all()
+    assert layout.k_scale.tolist() == [1.0, 3.0, 4.0]
+    assert layout.radius == 2
 
 
 def test_layout_of_empty_part():

@@ -7,6 +7,7 @@ input ``x_hat``, the error of channel ``c`` on example ``i`` is
 ``sum_c TopKMean_i(e_{c,i})``: the mean of the largest ``k`` share of the
 errors of each channel, summed over channels.
 """
+import math
 from typing import Iterable
 
 import torch
@@ -14,12 +15,38 @@ from torch import Tensor
 
 from .functional import channels_first, topk_mean
 
-__all__ = ['CTRL_UNITS', 'channel_errors', 'ctrl_loss']
+__all__ = [
+    'CTRL_UNITS', 'SquaredErrorFunction', 'channel_errors', 'ctrl_loss'
+]
 
 #: Units of one CTRL example ``i``. ``'image'`` sums the squared error over
 #: the tokens of one sample of the batch (axis 0). ``'token'`` takes every
 #: element of the channel as its own example.
 CTRL_UNITS = ('image', 'token')
+
+
+class SquaredErrorFunction(torch.autograd.Function):
+    """Elementwise ``(x_hat - x)^2`` in float32, in the layout of ``x_hat``.
+
+    The backward pass computes ``2 * (x_hat - x) * g`` once from the saved
+    difference and returns it and its negation. Autograd's backward of
+    ``pow(2)`` (torch 2.14) writes ``(x_hat - x)^1`` and two products into
+    three new full-size tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, x_hat: Tensor, x: Tensor) -> Tensor:
+        difference = x_hat.float() - x.float()
+        ctx.save_for_backward(difference)
+        ctx.dtypes = x_hat.dtype, x.dtype
+        return difference.square()
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        difference, = ctx.saved_tensors
+        grad_x_hat = torch.mul(difference, grad_output).mul_(2)
+        grad_x = grad_x_hat.neg()
+        return grad_x_hat.to(ctx.dtypes[0]), grad_x.to(ctx.dtypes[1])
 
 
 def channel_errors(x_hat: Tensor,
@@ -45,7 +72,7 @@ def channel_errors(x_hat: Tensor,
     dim = dim % x.dim()
     if dim == 0:
         raise ValueError('the channel axis must not be the batch axis 0')
-    squared = (x_hat.float() - x.float()).pow(2)
+    squared = SquaredErrorFunction.apply(x_hat, x)
     if unit == 'token':
         return channels_first(squared, dim)
     if unit == 'image':
@@ -55,23 +82,47 @@ def channel_errors(x_hat: Tensor,
     raise ValueError(f'invalid CTRL unit {unit!r}; use one of {CTRL_UNITS}')
 
 
-def ctrl_loss(errors: Iterable[Tensor], topk_ratio: float) -> Tensor:
+def ctrl_loss(errors: Iterable[Tensor],
+              topk_ratio: float,
+              channel_ratio: float = 1.0) -> Tensor:
     """Sum the CTRL of several layers.
+
+    With ``channel_ratio < 1`` the result is a stochastic estimate. Each
+    layer draws ``m = ceil(channel_ratio * C)`` of its C channels uniformly
+    without replacement from the global torch generator, computes their
+    exact tail means and multiplies the sum by ``C / m``. The expected value
+    of the estimate and of its gradient equals the exact CTRL and its
+    gradient, and the top-k selection runs on ``m`` rows instead of C.
 
     Args:
         errors (Iterable[Tensor]): One (C, N) error matrix per layer, from
             :func:`channel_errors`.
         topk_ratio (float): Share ``k`` of the largest errors averaged per
             channel, in (0, 1].
+        channel_ratio (float): Share of the channels of each layer drawn
+            per call, in (0, 1]. Defaults to 1.0, the exact loss.
 
     Returns:
         Tensor: ``sum over layers and channels of TopKMean(e_c)``, a 0-d
         tensor; 0 when ``errors`` is empty.
     """
+    if not 0 < channel_ratio <= 1:
+        raise ValueError(f'CTRL channel_ratio {channel_ratio} must be in '
+                         '(0, 1]; use 1.0 for the exact loss')
     total = None
     for error in errors:
-        term = topk_mean(error, topk_ratio).sum()
+        term = _layer_ctrl(error, topk_ratio, channel_ratio)
         total = term if total is None else total + term
     if total is None:
         return torch.zeros(())
     return total
+
+
+def _layer_ctrl(error: Tensor, topk_ratio: float,
+                channel_ratio: float) -> Tensor:
+    channels = error.shape[0]
+    drawn = max(1, math.ceil(channel_ratio * channels))
+    if drawn >= channels:
+        return topk_mean(error, topk_ratio).sum()
+    rows = torch.randperm(channels, device=error.device)[:drawn]
+    return topk_mean(error, topk_ratio, rows).sum() * (channels / drawn)

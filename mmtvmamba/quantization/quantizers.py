@@ -10,8 +10,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .base import ActQuantizer
-from .functional import (GRAD_SCALE_MODES, Q2TFunction, channels_first,
-                         rms_normalize, topk_mean)
+from .functional import (GRAD_SCALE_MODES, NormalizedQ2TFunction,
+                         channels_first, rms_normalize, sparse_topk_mean)
 
 __all__ = ['Q2TQuantizer']
 
@@ -114,11 +114,6 @@ class Q2TQuantizer(ActQuantizer):
                 f'groups={self.groups}, grad_scale={self.grad_scale!r}, '
                 f'layer={self.layer!r}')
 
-    def _broadcast_shape(self, x: Tensor) -> list:
-        shape = [1] * x.dim()
-        shape[self.dim % x.dim()] = self.num_channels
-        return shape
-
     def set_scoring(self, enabled: bool, topk_ratio: float = 1.0) -> None:
         """Switch influence scoring on or off and clear ``scores``.
 
@@ -146,39 +141,35 @@ class Q2TQuantizer(ActQuantizer):
             raise ValueError(
                 f'input has {x.shape[self.dim]} channels on axis {self.dim} '
                 f'but the quantizer was built for {self.num_channels}')
-        x_bar, rms = rms_normalize(x.float(), self.dim, self.groups, self.eps)
         if self.training and not self.initialized:
+            x_bar, _ = rms_normalize(x.float(), self.dim, self.groups,
+                                     self.eps)
             self._init_alpha(x_bar)
 
-        shape = self._broadcast_shape(x)
-        alpha = self.alpha.float().view(shape)
-        radius = self.current_radius().float().view(shape)
-        y = Q2TFunction.apply(x_bar, alpha, radius, self.grad_scale)
-        y = self._restore_rms(y, rms).to(x.dtype)
+        # The output gets a gradient exactly when an input has one and
+        # autograd records, and only then can the scoring hook run.
+        scoring = (
+            self.training and self.scoring and torch.is_grad_enabled()
+            and (x.requires_grad or self.alpha.requires_grad))
+        y = NormalizedQ2TFunction.apply(x, self.alpha,
+                                        self.current_radius().float(),
+                                        self.dim, self.groups, self.eps,
+                                        self.grad_scale, scoring)
+        if scoring:
+            y, drop = y
+            y.register_hook(partial(self._add_scores, drop))
 
         self.record_error(y, x)
-        if self.training and self.scoring and y.requires_grad:
-            delta = self._five_minus_three(x_bar, alpha, rms)
-            y.register_hook(partial(self._add_scores, delta))
         return y
 
-    def _restore_rms(self, y: Tensor, rms: Tensor) -> Tensor:
-        dim = self.dim % y.dim()
-        return (y.unflatten(dim, (self.groups, -1)) * rms).flatten(
-            dim, dim + 1)
-
     @torch.no_grad()
-    def _five_minus_three(self, x_bar: Tensor, alpha: Tensor,
-                          rms: Tensor) -> Tensor:
-        # x^(5) - x^(3) of every channel, in the units of the output.
-        rounded = torch.round(x_bar / alpha)
-        codes = rounded.clamp(-2, 2) - rounded.clamp(-1, 1)
-        return self._restore_rms(codes * alpha, rms)
-
-    @torch.no_grad()
-    def _add_scores(self, delta: Tensor, grad: Tensor) -> None:
-        gain = channels_first(-grad.float() * delta, self.dim)
-        scores = topk_mean(gain, self.score_topk)
+    def _add_scores(self, drop: Tensor, grad: Tensor) -> None:
+        # The first-order gain of five levels is -g * (x^(5) - x^(3)).
+        gain = torch.mul(drop, grad)
+        # Gains are 0 wherever |x_bar / alpha| < 1.5, which is most
+        # elements, so the sparse form usually skips the selection.
+        scores = sparse_topk_mean(
+            channels_first(gain, self.dim), self.score_topk)
         self.scores = scores if self.scores is None else self.scores + scores
 
     @torch.no_grad()

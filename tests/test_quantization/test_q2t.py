@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from mmtvmamba.quantization import (Q2TFunction, Q2TQuantizer,
-                                    q2t_grad_factor, rms_normalize)
+from mmtvmamba.quantization import (NormalizedQ2TFunction, Q2TFunction,
+                                    Q2TQuantizer, q2t_grad_factor,
+                                    rms_normalize, token_rms)
 
 
 def _q2t(x, alpha, radius, mode='paper'):
@@ -152,3 +153,115 @@ def test_quantizer_rejects_wrong_channel_count():
     quantizer = Q2TQuantizer(4)
     with pytest.raises(ValueError, match='built for 4'):
         quantizer(torch.randn(2, 5, 3, 3))
+
+
+def _chained_q2t(x, alpha, radius, dim, groups, mode, eps=1e-6):
+    """RMS normalization, Q2TFunction and the RMS restored, under
+    autograd."""
+    dim = dim % x.dim()
+    x_bar, rms = rms_normalize(x, dim, groups, eps)
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    y = Q2TFunction.apply(x_bar, alpha.view(shape), radius.view(shape), mode)
+    return (y.unflatten(dim, (groups, -1)) * rms).flatten(dim, dim + 1)
+
+
+@pytest.mark.parametrize('shape, dim, groups, channels_last', [
+    ((4, 8, 5, 6), 1, 1, True),
+    ((4, 8, 5, 6), 1, 2, False),
+    ((3, 12, 7), 1, 4, False),
+    ((10, 6), -1, 3, False),
+])
+@pytest.mark.parametrize('mode', ['paper', 'lsq'])
+def test_normalized_q2t_matches_chained_autograd(shape, dim, groups,
+                                                 channels_last, mode):
+    torch.manual_seed(4)
+    x = torch.randn(shape) * 3
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    channels = x.shape[dim]
+    alpha = torch.rand(channels) * 0.5 + 0.2
+    radius = torch.randint(1, 3, (channels, )).float()
+    grad = torch.randn(shape)
+
+    x_ref = x.clone().requires_grad_()
+    alpha_ref = alpha.clone().requires_grad_()
+    y_ref = _chained_q2t(x_ref, alpha_ref, radius, dim, groups, mode)
+    y_ref.backward(grad)
+
+    x_new = x.clone().requires_grad_()
+    alpha_new = alpha.clone().requires_grad_()
+    y_new = NormalizedQ2TFunction.apply(x_new, alpha_new, radius, dim, groups,
+                                        1e-6, mode)
+    y_new.backward(grad)
+
+    assert torch.equal(y_new, y_ref)
+    assert torch.allclose(x_new.grad, x_ref.grad, atol=1e-5)
+    assert torch.allclose(alpha_new.grad, alpha_ref.grad, atol=1e-5)
+    assert x_new.grad.stride() == x.stride()
+
+
+def test_normalized_q2t_keeps_half_dtype():
+    x = torch.randn(2, 4, 3, 3).to(torch.bfloat16).requires_grad_()
+    alpha = torch.full((4, ), 0.5, requires_grad=True)
+    y = NormalizedQ2TFunction.apply(x, alpha, torch.full((4, ), 2.), 1, 1,
+                                    1e-6, 'paper')
+    y.sum().backward()
+    assert y.dtype == torch.bfloat16
+    assert x.grad.dtype == torch.bfloat16
+    assert alpha.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize('alpha_shape, grad_scale, match', [
+    ((3, ), 'paper', 'must both have shape'),
+    ((4, ), 'other', 'invalid grad_scale'),
+])
+def test_normalized_q2t_rejects_bad_arguments(alpha_shape, grad_scale,
+                                              match):
+    with pytest.raises(ValueError, match=match):
+        NormalizedQ2TFunction.apply(
+            torch.randn(2, 4, 3), torch.ones(alpha_shape), torch.ones(4), 1,
+            1, 1e-6, grad_scale)
+
+
+def test_token_rms_matches_rms_normalize():
+    x = torch.randn(3, 8, 4, 5) * 2
+    _, expected = rms_normalize(x, dim=1, groups=2)
+    assert torch.allclose(token_rms(x, dim=1, groups=2), expected)
+
+
+def test_quantizer_training_matches_chained_autograd():
+    torch.manual_seed(5)
+    quantizer = Q2TQuantizer(6, dim=1, groups=2)
+    quantizer.alpha.data = torch.rand(6) * 0.5 + 0.3
+    quantizer.radius[:3] = 1
+    quantizer.initialized.fill_(1)
+    x = (torch.randn(2, 6, 4, 4) * 2).requires_grad_()
+    grad = torch.randn(2, 6, 4, 4)
+    quantizer(x).backward(grad)
+
+    x_ref = x.detach().clone().requires_grad_()
+    alpha_ref = quantizer.alpha.detach().clone().requires_grad_()
+    _chained_q2t(x_ref, alpha_ref, quantizer.radius.float(), 1, 2,
+                 'paper').backward(grad)
+    assert torch.allclose(x.grad, x_ref.grad, atol=1e-5)
+    assert torch.allclose(quantizer.alpha.grad, alpha_ref.grad, atol=1e-5)
+
+
+def test_normalized_q2t_drop_is_three_minus_five():
+    torch.manual_seed(6)
+    x = torch.randn(3, 4, 5) * 3
+    alpha = torch.tensor([0.4, 0.6, 0.8, 1.0])
+    radius = torch.tensor([1., 2., 1., 2.])
+    y, drop = NormalizedQ2TFunction.apply(x, alpha, radius, 1, 1, 1e-6,
+                                          'paper', True)
+
+    x_bar, rms = rms_normalize(x, dim=1)
+    u = x_bar / alpha.view(1, 4, 1)
+    step = alpha.view(1, 4, 1) * rms.squeeze(1)
+    five = u.round().clamp(-2, 2) * step
+    three = u.round().clamp(-1, 1) * step
+    assert torch.allclose(drop, three - five, atol=1e-6)
+    assert not drop.requires_grad
+    assert torch.equal(
+        y, NormalizedQ2TFunction.apply(x, alpha, radius, 1, 1, 1e-6, 'paper'))

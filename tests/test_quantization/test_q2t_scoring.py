@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmtvmamba.quantization import Q2TQuantizer, QuantConfig
+from mmtvmamba.quantization import (Q2TQuantizer, QuantConfig,
+                                    sparse_topk_mean, topk_mean)
 from mmtvmamba.quantization.layers import TernaryLinear2d
 
 
@@ -109,3 +110,42 @@ def test_config_deploy_reaches_quantizer():
         4, 3, quant=QuantConfig.from_cfg(dict(deploy='ternary')),
         layer='fc1')
     assert layer.act_quant.deploy_radius == 1
+
+
+def _mostly_zero_rows():
+    torch.manual_seed(6)
+    values = torch.randn(4, 200)
+    keep = torch.rand(4, 200) < 0.08
+    values = torch.where(keep, values, torch.zeros(()))
+    # Row 1: more positive entries than k = 20.
+    values[1, :60] = torch.rand(60) + 0.1
+    # Row 2: too few zeros, so negative entries reach the top k.
+    values[2] = -torch.rand(200) - 0.1
+    values[2, :5] = 0.
+    # Row 3: all zero.
+    values[3] = 0.
+    return values
+
+
+def test_sparse_topk_mean_equals_topk_mean():
+    values = _mostly_zero_rows()
+    expected = topk_mean(values, 0.1)
+    result = sparse_topk_mean(values, 0.1)
+    assert torch.allclose(result, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize('ratio', [0.01, 0.5, 1.0])
+def test_sparse_topk_mean_other_ratios(ratio):
+    values = _mostly_zero_rows()
+    assert torch.allclose(
+        sparse_topk_mean(values, ratio), topk_mean(values, ratio), atol=1e-6)
+
+
+@pytest.mark.parametrize('values, ratio, match', [
+    (torch.zeros(3), 0.1, r'\(C, N\) matrix'),
+    (torch.zeros(2, 3), 1.5, r'must be in \(0, 1\]'),
+    (torch.zeros(2, 3, dtype=torch.int64), 0.5, 'floating-point'),
+])
+def test_sparse_topk_mean_rejects_bad_arguments(values, ratio, match):
+    with pytest.raises(ValueError, match=match):
+        sparse_topk_mean(values, ratio)

@@ -16,7 +16,8 @@ __all__ = ['QATModel']
 
 STUDENT = 'architecture.'
 TEACHER = 'teacher.'
-_CTRL_KEYS = ('loss_weight', 'topk_ratio', 'layers', 'unit')
+_CTRL_KEYS = ('loss_weight', 'topk_ratio', 'layers', 'unit',
+              'channel_ratio')
 
 
 @MODELS.register_module()
@@ -55,6 +56,11 @@ class QATModel(BaseModel):
               loss does not grow with the image size. ``'image'`` takes
               each image of the batch as one example, its errors summed
               over the tokens. Defaults to ``'token'``.
+            - ``channel_ratio`` (float): Share of the channels of each
+              layer whose tail means a step computes, in (0, 1]. Below 1
+              the loss is an unbiased random estimate, see
+              :func:`~mmtvmamba.quantization.ctrl_loss`. Defaults to 1.0,
+              the exact loss.
 
             Defaults to None.
         teacher (dict | str, optional): Config of the full-precision
@@ -119,12 +125,15 @@ class QATModel(BaseModel):
                              f'keys are {list(_CTRL_KEYS)}')
         ctrl = {
             **dict(loss_weight=1.0, topk_ratio=0.1, layers=VSSM_LAYERS,
-                   unit='token'),
+                   unit='token', channel_ratio=1.0),
             **ctrl
         }
         if not 0 < ctrl['topk_ratio'] <= 1:
             raise ValueError(f"ctrl topk_ratio={ctrl['topk_ratio']} must be "
                              'in (0, 1]')
+        if not 0 < ctrl['channel_ratio'] <= 1:
+            raise ValueError(f"ctrl channel_ratio={ctrl['channel_ratio']} "
+                             'must be in (0, 1]; use 1.0 for the exact loss')
         if ctrl['unit'] not in CTRL_UNITS:
             raise ValueError(f"invalid ctrl unit {ctrl['unit']!r}; use one "
                              f'of {CTRL_UNITS}')
@@ -197,7 +206,8 @@ class QATModel(BaseModel):
             return {}
         errors = [q.pop_errors() for q in quantizers]
         errors = [e for e in errors if e is not None]
-        loss = ctrl_loss(errors, self.ctrl['topk_ratio'])
+        loss = ctrl_loss(errors, self.ctrl['topk_ratio'],
+                         self.ctrl['channel_ratio'])
         return dict(loss_ctrl=self.ctrl['loss_weight'] * loss)
 
 

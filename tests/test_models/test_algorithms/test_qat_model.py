@@ -116,6 +116,24 @@ def test_ctrl_per_token_equals_direct_computation():
                                                        rel=1e-5)
 
 
+def test_ctrl_channel_ratio_estimates_loss():
+    inputs, samples = _batch()
+    exact = _build(ctrl=dict(layers=('in_proj', )))
+    sampled = _build(ctrl=dict(layers=('in_proj', ), channel_ratio=0.5))
+    sampled.load_state_dict(exact.state_dict())
+    assert sampled.ctrl['channel_ratio'] == 0.5
+    exact_loss = exact(inputs, samples, mode='loss')['loss_ctrl']
+
+    torch.manual_seed(1)
+    estimates = torch.stack([
+        sampled(inputs, samples, mode='loss')['loss_ctrl'].detach()
+        for _ in range(200)
+    ])
+    standard_error = estimates.std() / math.sqrt(len(estimates))
+    assert estimates.std() > 0
+    assert abs(estimates.mean() - exact_loss.detach()) < 4 * standard_error
+
+
 def test_ctrl_layers_select_quantizers():
     model = _build(ctrl=dict(layers=('x_proj', )))
     layers = {q.layer for q in model.ctrl_quantizers()}
@@ -164,6 +182,7 @@ def test_state_dict_loads_into_plain_student():
     (dict(ctrl=dict(weight=1.0)), ValueError, 'unknown ctrl keys'),
     (dict(ctrl=dict(topk_ratio=0.0)), ValueError, 'topk_ratio'),
     (dict(ctrl=dict(unit='pixel')), ValueError, 'invalid ctrl unit'),
+    (dict(ctrl=dict(channel_ratio=0.0)), ValueError, 'channel_ratio'),
     (dict(ctrl=dict(layers=('qkv', ))), ValueError, 'unknown ctrl layers'),
     (dict(teacher_ckpt='t.pth'), ValueError, 'teacher config'),
 ])

@@ -108,7 +108,6 @@ def prepare_deploy_model(runner: Runner, meta: dict) -> None:
     if is_model_wrapper(runner.model):
         raise ValueError('deploy checkpoints are evaluated in one process; '
                          'run tools/test.py without --launcher')
-    runner.model.eval()
     count = convert_to_deploy(runner.model, meta['variant'],
                               meta['alpha_groups'])
     runner.logger.info(f'deploy checkpoint: {count} projections run on the '

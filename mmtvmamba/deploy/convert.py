@@ -63,8 +63,8 @@ def convert_to_deploy(model: nn.Module,
     Every quantized :class:`SS2D` becomes a :class:`DeploySS2D` and every
     other quantized :class:`TernaryLinear2d` a :class:`DeployLinear2d`.
     Float layers, and models or teachers without quantization, are left
-    unchanged. Call it on a model in eval mode after loading its trained
-    weights.
+    unchanged. Call it after loading the trained weights; the model is
+    switched to eval mode, the only mode of a deployed model.
 
     Args:
         model (nn.Module): Model to convert, e.g. an mmpretrain classifier.
@@ -79,6 +79,7 @@ def convert_to_deploy(model: nn.Module,
     """
     _check_options(variant, alpha_groups)
     _check_quantizers(model)
+    model.eval()
     options = dict(alpha_groups=alpha_groups, radius=DEPLOY_RADIUS[variant])
     _replace_children(model, options)
     return count_deploy_projections(model)

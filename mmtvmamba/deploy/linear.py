@@ -151,7 +151,11 @@ class DeployTernaryLinear(nn.Module):
             codes = torch.round(weight / scale).clamp_(-1, 1)
 
         alpha = quantizer.alpha.detach().float()[channels]
-        radii = _eval_radius(quantizer)[channels]
+        if quantizer.training:
+            raise RuntimeError('convert a model in eval mode: call '
+                               'model.eval() first, so the quantizers use '
+                               'their deploy radius')
+        radii = quantizer.current_radius().clone()[channels]
         if radius is not None:
             radii = torch.full_like(radii, radius)
         parts = [
@@ -224,13 +228,6 @@ class DeployLinear2d(DeployTernaryLinear):
         batch, _, height, width = x.shape
         y = self.project(x.flatten(2))
         return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
-
-
-def _eval_radius(quantizer: Q2TQuantizer) -> Tensor:
-    """Return the radius the quantizer uses in eval mode."""
-    if quantizer.deploy_radius is not None:
-        return torch.full_like(quantizer.radius, quantizer.deploy_radius)
-    return quantizer.radius.clone()
 
 
 def _build_part(codes: Tensor, alpha: Tensor, radii: Tensor, level: int,

@@ -13,7 +13,8 @@ from torch import nn
 from mmtvmamba.models.layers import SS2D
 from mmtvmamba.quantization import Q2TQuantizer, TernaryLinear2d
 from mmtvmamba.utils.checkpoint import load_checkpoint_file
-from .linear import DeployLinear2d, DeployTernaryLinear
+from .linear import (DeployLinear2d, DeployTernaryLinear,
+                     projection_buffer_ids)
 from .ss2d import DeploySS2D
 
 __all__ = [
@@ -117,14 +118,8 @@ def deploy_state_dict(model: nn.Module, float_dtype: str = 'float32') -> dict:
         raise ValueError(f'invalid float_dtype {float_dtype!r}; use one of '
                          f'{list(FLOAT_DTYPES)}')
     dtype = FLOAT_DTYPES[float_dtype]
-    # Wrappers may rename keys when saving, so the projections' tensors
-    # are recognized by identity rather than by key.
-    exact = {
-        id(tensor)
-        for module in model.modules()
-        if isinstance(module, DeployTernaryLinear)
-        for tensor in module.buffers()
-    }
+    packed, layout = projection_buffer_ids(model)
+    exact = packed | layout
     state = {}
     for key, value in model.state_dict(keep_vars=True).items():
         keep = id(value) in exact

@@ -1,6 +1,6 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
 """Deployed ternary projections that run the bitwise matmul op."""
-from typing import Optional
+from typing import Optional, Set, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -10,7 +10,10 @@ from mmtvmamba.quantization import Q2TQuantizer, TernaryLinear2d
 from mmtvmamba.quantization.weight import ternarize_weight
 from .layout import build_part_layout
 
-__all__ = ['TernaryPart', 'DeployTernaryLinear', 'DeployLinear2d']
+__all__ = [
+    'TernaryPart', 'DeployTernaryLinear', 'DeployLinear2d',
+    'projection_buffer_ids'
+]
 
 
 class TernaryPart(nn.Module):
@@ -228,6 +231,22 @@ class DeployLinear2d(DeployTernaryLinear):
         batch, _, height, width = x.shape
         y = self.project(x.flatten(2))
         return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+
+def projection_buffer_ids(model: nn.Module) -> Tuple[Set[int], Set[int]]:
+    """Return the ids of the packed weights and of the other buffers of the
+    deployed projections in ``model``.
+
+    Wrappers may rename state dict keys when saving, so callers match the
+    tensors of ``model.state_dict(keep_vars=True)`` by identity.
+    """
+    packed, layout = set(), set()
+    for module in model.modules():
+        if isinstance(module, TernaryPart):
+            packed.add(id(module.weight))
+        if isinstance(module, DeployTernaryLinear):
+            layout.update(id(buffer) for buffer in module.buffers())
+    return packed, layout - packed
 
 
 def _build_part(codes: Tensor, alpha: Tensor, radii: Tensor, level: int,

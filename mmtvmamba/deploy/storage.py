@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from mmtvmamba.quantization.base import ActQuantizer
-from .linear import DeployTernaryLinear, TernaryPart
+from .linear import projection_buffer_ids
 
 __all__ = ['StorageReport', 'float_model_bytes', 'measure_storage']
 
@@ -76,16 +76,7 @@ def measure_storage(float_model: nn.Module, deployed: nn.Module,
         state_dict (dict): The state dict that was saved.
         file_bytes (int): Size of the saved file.
     """
-    packed_ids, layout_ids = set(), set()
-    for module in deployed.modules():
-        if isinstance(module, TernaryPart):
-            packed_ids.add(id(module.weight))
-        if isinstance(module, DeployTernaryLinear):
-            layout_ids.update(id(buffer) for buffer in module.buffers())
-    layout_ids -= packed_ids
-
-    # Keys of wrappers may differ from module names, so tensors are matched
-    # by identity through the deployed model's own state dict.
+    packed_ids, layout_ids = projection_buffer_ids(deployed)
     live = deployed.state_dict(keep_vars=True)
     packed = layout = other = 0
     for key, value in state_dict.items():

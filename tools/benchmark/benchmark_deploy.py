@@ -76,10 +76,12 @@ def parse_args() -> argparse.Namespace:
                         help='input side in pixels')
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8],
                         help='images per forward')
+
     parser.add_argument('--repeats', type=int, default=5,
                         help='timed forwards per model; the median is shown')
     parser.add_argument('--threads', type=int, default=2,
                         help='torch intra-op threads')
+
     parser.add_argument('--alpha-groups', type=alpha_groups_arg, nargs='+',
                         default=[8],
                         help="scale groups per deployed projection, one "
@@ -91,6 +93,12 @@ def parse_args() -> argparse.Namespace:
                         help='selective scan implementations to time; '
                         'default: every CPU one available')
     args = parser.parse_args()
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Raise on counts and sizes below 1."""
     for name in ('image_size', 'repeats', 'threads', 'photos'):
         if getattr(args, name) < 1:
             raise ValueError(f'--{name.replace("_", "-")} must be at least '
@@ -98,7 +106,6 @@ def parse_args() -> argparse.Namespace:
     if min(args.batch_sizes) < 1:
         raise ValueError(f'--batch-sizes must be positive, got '
                          f'{args.batch_sizes}')
-    return args
 
 
 def build_classifier(arch: str, quant: dict) -> torch.nn.Module:

@@ -52,6 +52,7 @@ def parse_args() -> argparse.Namespace:
                         'with')
     parser.add_argument('checkpoint', help='trained checkpoint (.pth)')
     parser.add_argument('out', help='deploy checkpoint to write (.pth)')
+
     parser.add_argument(
         '--variant',
         choices=list(DEPLOY_RADIUS),
@@ -70,6 +71,7 @@ def parse_args() -> argparse.Namespace:
         default='float32',
         help='storage type of the float parameters outside the ternary '
         'projections')
+
     parser.add_argument(
         '--parity-images',
         type=int,

@@ -34,8 +34,8 @@ at::Tensor quinary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       const c10::optional<at::Tensor>& k_scale);
 
 // Quantize x (batch, channels, length) with Q2T at the positions `index`
-// (channel `channels` is padding) and pack the codes; returns the packed
-// codes of the batch * length tokens and their RMS.
+// and pack the codes. An index equal to `channels` marks padding. Returns
+// the packed codes of the batch * length tokens and their RMS.
 std::tuple<at::Tensor, at::Tensor> q2t_pack(const at::Tensor& x,
                                             const at::Tensor& index,
                                             const at::Tensor& alpha,

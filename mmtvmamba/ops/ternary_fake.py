@@ -63,7 +63,9 @@ def _ternary_mm(a_packed: Tensor,
                 row_scale: Optional[Tensor],
                 col_scale: Tensor,
                 bias: Optional[Tensor] = None,
-                k_scale: Optional[Tensor] = None) -> Tensor:
+                k_scale: Optional[Tensor] = None,
+                residual: Optional[Tensor] = None,
+                activation: str = 'none') -> Tensor:
     shape = _matmul_shape(a_packed, w_packed, TERNARY_PLANES, k)
     return a_packed.new_empty(shape, dtype=torch.float32)
 
@@ -74,13 +76,21 @@ def _quinary_mm(a_packed: Tensor,
                 row_scale: Optional[Tensor],
                 col_scale: Tensor,
                 bias: Optional[Tensor] = None,
-                k_scale: Optional[Tensor] = None) -> Tensor:
+                k_scale: Optional[Tensor] = None,
+                residual: Optional[Tensor] = None,
+                activation: str = 'none') -> Tensor:
     shape = _matmul_shape(a_packed, w_packed, QUINARY_PLANES, k)
     return a_packed.new_empty(shape, dtype=torch.float32)
 
 
-def _q2t_pack(x: Tensor, index: Tensor, alpha: Tensor, radius: int,
-              eps: float) -> Tuple[Tensor, Tensor]:
+def _q2t_pack(x: Tensor,
+              index: Tensor,
+              alpha: Tensor,
+              radius: int,
+              eps: float,
+              norm_weight: Optional[Tensor] = None,
+              norm_bias: Optional[Tensor] = None,
+              norm_eps: float = 1e-5) -> Tuple[Tensor, Tensor]:
     planes = QUINARY_PLANES if radius == 2 else TERNARY_PLANES
     rows = x.shape[0] * x.shape[2]
     words = (index.shape[0] + WORD_BITS - 1) // WORD_BITS

@@ -124,11 +124,16 @@ def ternary_mm(a_packed: Tensor,
                row_scale: Optional[Tensor],
                col_scale: Tensor,
                bias: Optional[Tensor] = None,
-               k_scale: Optional[Tensor] = None) -> Tensor:
-    """Compute ``acc * (row_scale[m] * col_scale[n]) + bias[n]`` in float32.
+               k_scale: Optional[Tensor] = None,
+               residual: Optional[Tensor] = None,
+               activation: str = 'none') -> Tensor:
+    """Compute a scaled ternary product with bias, residual and activation.
 
-    ``acc`` is the exact :func:`ternary_mm_int` result. The C++ op applies
-    the scales and the bias while it stores each output tile. Its SIMD
+    The float32 output is ``activation(acc * (row_scale[m] * col_scale[n])
+    + bias[n] + residual[m, n])``, where ``acc`` is the exact
+    :func:`ternary_mm_int` result. The C++ op applies the scales and the bias while it stores
+    each output tile, and the residual and activation while the tile is
+    still in the cache. Its SIMD
     paths use a fused multiply-add, so results may differ from the
     reference in the last bit.
 
@@ -147,15 +152,22 @@ def ternary_mm(a_packed: Tensor,
             words are summed. Runs of equal entries are summed exactly in
             int32 first, so a few long runs cost little. None for 1.
             Defaults to None.
+        residual (Tensor, optional): float32 (M, N) tensor, any strides,
+            added to the output before the activation. Defaults to None.
+        activation (str): ``'gelu'`` applies the exact (erf) GELU of
+            :class:`torch.nn.GELU` last; ``'none'`` applies nothing. The
+            AVX-512 path evaluates erf with an approximation whose absolute
+            error is below 1.5e-7. Defaults to ``'none'``.
 
     Returns:
         Tensor: float32 tensor of shape (M, N).
     """
     if extension_available():
         return torch.ops.mmtvmamba.ternary_mm(a_packed, w_packed, k, row_scale,
-                                              col_scale, bias, k_scale)
+                                              col_scale, bias, k_scale,
+                                              residual, activation)
     return reference.ternary_mm(a_packed, w_packed, k, row_scale, col_scale,
-                                bias, k_scale)
+                                bias, k_scale, residual, activation)
 
 
 def quinary_mm(a_packed: Tensor,
@@ -164,7 +176,9 @@ def quinary_mm(a_packed: Tensor,
                row_scale: Optional[Tensor],
                col_scale: Tensor,
                bias: Optional[Tensor] = None,
-               k_scale: Optional[Tensor] = None) -> Tensor:
+               k_scale: Optional[Tensor] = None,
+               residual: Optional[Tensor] = None,
+               activation: str = 'none') -> Tensor:
     """Compute the scaled product of five-level ``a`` and ternary ``w.T``.
 
     Same contract as :func:`ternary_mm`, with ``a_packed`` from
@@ -186,15 +200,22 @@ def quinary_mm(a_packed: Tensor,
             words are summed. Runs of equal entries are summed exactly in
             int32 first, so a few long runs cost little. None for 1.
             Defaults to None.
+        residual (Tensor, optional): float32 (M, N) tensor, any strides,
+            added to the output before the activation. Defaults to None.
+        activation (str): ``'gelu'`` applies the exact (erf) GELU of
+            :class:`torch.nn.GELU` last; ``'none'`` applies nothing. The
+            AVX-512 path evaluates erf with an approximation whose absolute
+            error is below 1.5e-7. Defaults to ``'none'``.
 
     Returns:
         Tensor: float32 tensor of shape (M, N).
     """
     if extension_available():
         return torch.ops.mmtvmamba.quinary_mm(a_packed, w_packed, k, row_scale,
-                                              col_scale, bias, k_scale)
+                                              col_scale, bias, k_scale,
+                                              residual, activation)
     return reference.quinary_mm(a_packed, w_packed, k, row_scale, col_scale,
-                                bias, k_scale)
+                                bias, k_scale, residual, activation)
 
 
 def get_isa() -> str:

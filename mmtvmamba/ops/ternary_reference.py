@@ -18,12 +18,16 @@ import os
 from typing import List, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 GROUP_ROWS = 16
 WORD_BITS = 32
 TERNARY_PLANES = 2
 QUINARY_PLANES = 4
+
+#: Activations the float matmul ops apply after the residual addition.
+ACTIVATIONS = ('none', 'gelu')
 
 # Dot products are bounded by 2 * K and are converted to float32, so K stays
 # below 2**22 to keep them exact, as in the C++ op.
@@ -253,8 +257,11 @@ def _matmul_float(a_packed: Tensor,
                   bias: Optional[Tensor],
                   a_planes: int,
                   op: str,
-                  k_scale: Optional[Tensor] = None) -> Tensor:
+                  k_scale: Optional[Tensor] = None,
+                  residual: Optional[Tensor] = None,
+                  activation: str = 'none') -> Tensor:
     m, n = a_packed.shape[0], w_packed.shape[0]
+    _check_epilogue(residual, activation, op, m, n)
     _check_scale(row_scale, op, 'row_scale', m, False)
     if col_scale is None:
         raise ValueError(f'{op}: col_scale is required; pass torch.ones(1) '
@@ -274,7 +281,26 @@ def _matmul_float(a_packed: Tensor,
     out = acc * scale
     if bias is not None:
         out = out + bias.view(1, -1)
+    if residual is not None:
+        out = out + residual
+    if activation == 'gelu':
+        out = F.gelu(out)
     return out
+
+
+def _check_epilogue(residual: Optional[Tensor], activation: str, op: str,
+                    m: int, n: int) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: invalid activation {activation!r}; expected "
+                         f"one of {', '.join(map(repr, ACTIVATIONS))}")
+    if residual is None:
+        return
+    if residual.dtype != torch.float32:
+        raise TypeError(f'{op}: residual must be float32, but got '
+                        f'{residual.dtype}')
+    if tuple(residual.shape) != (m, n):
+        raise ValueError(f'{op}: residual must have the output shape '
+                         f'({m}, {n}), but got shape {tuple(residual.shape)}')
 
 
 def ternary_mm_int(a_packed: Tensor, w_packed: Tensor, k: int) -> Tensor:
@@ -311,7 +337,9 @@ def ternary_mm(a_packed: Tensor,
                row_scale: Optional[Tensor],
                col_scale: Tensor,
                bias: Optional[Tensor] = None,
-               k_scale: Optional[Tensor] = None) -> Tensor:
+               k_scale: Optional[Tensor] = None,
+               residual: Optional[Tensor] = None,
+               activation: str = 'none') -> Tensor:
     """Compute ``acc * (row_scale[m] * col_scale[n]) + bias[n]`` in float32.
 
     Args:
@@ -323,12 +351,15 @@ def ternary_mm(a_packed: Tensor,
         bias (Tensor, optional): float32 bias of shape (N,).
         k_scale (Tensor, optional): float32 scale of each 32-element word
             of K, shape (ceil(K / 32),).
+        residual (Tensor, optional): float32 (M, N) added before the
+            activation.
+        activation (str): ``'none'`` or ``'gelu'``.
 
     Returns:
         Tensor: float32 tensor of shape (M, N).
     """
     return _matmul_float(a_packed, w_packed, k, row_scale, col_scale, bias,
-                         TERNARY_PLANES, 'ternary_mm', k_scale)
+                         TERNARY_PLANES, 'ternary_mm', k_scale, residual, activation)
 
 
 def quinary_mm(a_packed: Tensor,
@@ -337,7 +368,9 @@ def quinary_mm(a_packed: Tensor,
                row_scale: Optional[Tensor],
                col_scale: Tensor,
                bias: Optional[Tensor] = None,
-               k_scale: Optional[Tensor] = None) -> Tensor:
+               k_scale: Optional[Tensor] = None,
+               residual: Optional[Tensor] = None,
+               activation: str = 'none') -> Tensor:
     """Compute the scaled product of five-level ``a`` and ternary ``w.T``.
 
     Args:
@@ -349,9 +382,12 @@ def quinary_mm(a_packed: Tensor,
         bias (Tensor, optional): float32 bias of shape (N,).
         k_scale (Tensor, optional): float32 scale of each 32-element word
             of K, shape (ceil(K / 32),).
+        residual (Tensor, optional): float32 (M, N) added before the
+            activation.
+        activation (str): ``'none'`` or ``'gelu'``.
 
     Returns:
         Tensor: float32 tensor of shape (M, N).
     """
     return _matmul_float(a_packed, w_packed, k, row_scale, col_scale, bias,
-                         QUINARY_PLANES, 'quinary_mm', k_scale)
+                         QUINARY_PLANES, 'quinary_mm', k_scale, residual, activation)

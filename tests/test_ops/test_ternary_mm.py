@@ -332,6 +332,9 @@ def test_opcheck_registered_ops():
                                   None)),
         (cpp.ternary_mm.default, (packed_a, packed_w, k, row_scale, col_scale,
                                   bias, torch.tensor([0.5, 0.5, 2.0]))),
+        (cpp.quinary_mm.default,
+         (packed_a5, packed_w, k, row_scale, col_scale, bias, None,
+          torch.randn(20, 18), 'gelu')),
     ]
 
     for op, args in cases:
@@ -461,6 +464,67 @@ def test_matmul_rejects_invalid_scales(impl):
         impl.ternary_mm(packed_a, packed_w, 64, None, ones.double())
     with pytest.raises(ValueError, match=r'k_scale must have shape \(2\)'):
         impl.ternary_mm(packed_a, packed_w, 64, None, ones, None, ones)
+
+
+# Shapes with several row and column blocks, partial 16-column groups and
+# a partial last vector of the epilogue.
+EPILOGUE_SHAPES = [(1, 1, 1), (37, 50, 96), (300, 130, 200)]
+
+
+@pytest.mark.parametrize('m, n, k', EPILOGUE_SHAPES)
+@pytest.mark.parametrize('quinary', [False, True])
+@pytest.mark.parametrize('activation', ['none', 'gelu'])
+def test_residual_and_activation_epilogue(isa, threads, m, n, k, quinary,
+                                          activation):
+    low = -2 if quinary else -1
+    a = random_codes(m, k, low=low, high=-low, seed=41)
+    w = random_codes(n, k, seed=42)
+    row_scale, col_scale, bias = torch.rand(m), torch.rand(1), torch.randn(n)
+    # A transposed residual exercises the strided (scalar) path.
+    residual = torch.randn(n, m).T if m > 1 else torch.randn(m, n)
+    pack = ops.pack_quinary if quinary else ops.pack_ternary
+    matmul = ops.quinary_mm if quinary else ops.ternary_mm
+    k_scale = torch.rand((k + 31) // 32) + 0.5
+
+    out = matmul(pack(a), ops.pack_ternary(w), k, row_scale, col_scale, bias,
+                 k_scale, residual, activation)
+
+    expected = k_scaled_product(a, w, k_scale, row_scale, col_scale, bias)
+    expected = expected + residual.double()
+    if activation == 'gelu':
+        expected = torch.nn.functional.gelu(expected)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=2e-5)
+
+
+def test_gelu_epilogue_accuracy(isa):
+    # A zero product leaves the residual itself as the GELU input.
+    x = torch.linspace(-12, 12, 48001)
+    zeros = ops.pack_ternary(torch.zeros(len(x), 1, dtype=torch.int8))
+    w = ops.pack_ternary(torch.zeros(1, 1, dtype=torch.int8))
+
+    out = ops.ternary_mm(zeros, w, 1, None, torch.ones(1), None, None,
+                         x.view(-1, 1), 'gelu').view(-1)
+
+    expected = torch.nn.functional.gelu(x.double())
+    error = (out.double() - expected).abs().max().item()
+    assert error < 1e-6
+
+
+def test_matmul_rejects_invalid_epilogue(impl):
+    packed_a = impl.pack_ternary(random_codes(4, 64))
+    packed_w = impl.pack_ternary(random_codes(6, 64))
+    ones = torch.ones(1)
+
+    with pytest.raises(ValueError, match="invalid activation 'relu'"):
+        impl.ternary_mm(packed_a, packed_w, 64, None, ones, None, None, None,
+                        'relu')
+    with pytest.raises(ValueError, match=r'residual must have the output '
+                       r'shape \(4, 6\)'):
+        impl.ternary_mm(packed_a, packed_w, 64, None, ones, None, None,
+                        torch.zeros(6, 4))
+    with pytest.raises(TypeError, match='residual must be float32'):
+        impl.ternary_mm(packed_a, packed_w, 64, None, ones, None, None,
+                        torch.zeros(4, 6, dtype=torch.float64))
 
 
 def k_scaled_product(a, w, k_scale, row_scale, col_scale, bias):

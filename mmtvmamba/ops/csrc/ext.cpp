@@ -65,14 +65,17 @@ TORCH_LIBRARY(mmtvmamba, m) {
   m.def(
       "ternary_mm(Tensor a_packed, Tensor w_packed, int k, "
       "Tensor? row_scale, Tensor col_scale, Tensor? bias=None, "
-      "Tensor? k_scale=None) -> Tensor");
+      "Tensor? k_scale=None, Tensor? residual=None, "
+      "str activation='none') -> Tensor");
   m.def(
       "quinary_mm(Tensor a_packed, Tensor w_packed, int k, "
       "Tensor? row_scale, Tensor col_scale, Tensor? bias=None, "
-      "Tensor? k_scale=None) -> Tensor");
+      "Tensor? k_scale=None, Tensor? residual=None, "
+      "str activation='none') -> Tensor");
   m.def(
       "q2t_pack(Tensor x, Tensor index, Tensor alpha, int radius, "
-      "float eps) -> (Tensor, Tensor)");
+      "float eps, Tensor? norm_weight=None, Tensor? norm_bias=None, "
+      "float norm_eps=1e-5) -> (Tensor, Tensor)");
 
   // Kernel-path selection; these take no tensors, so they are registered
   // as catch-all kernels.

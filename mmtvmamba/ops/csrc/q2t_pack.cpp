@@ -1,88 +1,31 @@
 // Copyright (c) mmtvmamba contributors. All rights reserved.
 //
-// Fused Q2T quantization and packing of the activations of a deployed
-// projection. One pass per token computes its RMS over the channels, then
-// for every kernel position p (an input channel index[p], or padding)
-//
-//   code = clip(round((x / rms) / alpha[p]), -radius, radius)
-//
-// with round-half-to-even, the same float32 operations in the same order as
-// the fake-quantized model, and writes the bit-planes in the packed layout
-// of ternary.h. Doing this in one pass replaces a chain of tensor ops that
-// each read and write the whole activation.
+// Entry point, input checks and portable path of q2t_pack; q2t_pack.h
+// describes what the op computes.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <tuple>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "ternary.h"
-
-#if MMTVMAMBA_X86_KERNELS
-#include <immintrin.h>
-#define MMTVMAMBA_AVX512_PACK \
-  __attribute__((target("avx512f,avx512bw,avx512vl")))
-#endif
+#include "q2t_pack.h"
+#include "ternary_ops.h"
 
 namespace mmtvmamba {
 
-namespace {
+namespace q2t {
 
-// Operands of one call. x is read as (batch, channels, length) with the
-// given strides; token m is (m / length, m % length).
-struct PackArgs {
-  const float* x;
-  int64_t batch, channels, length;
-  int64_t stride_b, stride_c, stride_l;
-  const int32_t* offsets;  // x offset of each position's channel
-  const uint32_t* valid;   // per word: bit b set if position 32w+b is real
-  const float* alpha;      // per position, 1 on padding
-  int64_t positions, kd;
-  int radius;
-  float eps;
-  int planes;
-  int32_t* out;
-  float* rms;
-};
-
-const float* token_base(const PackArgs& args, int64_t m) {
-  const int64_t b = m / args.length;
-  const int64_t l = m % args.length;
-  return args.x + b * args.stride_b + l * args.stride_l;
-}
-
-float token_rms(const PackArgs& args, const float* base) {
-  float sum = 0.0f;
-  for (int64_t c = 0; c < args.channels; ++c) {
-    const float v = base[c * args.stride_c];
-    sum += v * v;
-  }
-  return std::sqrt(sum / static_cast<float>(args.channels) + args.eps);
-}
-
-// Write the plane words of token m, word w.
-void store_words(const PackArgs& args, int64_t m, int64_t w, uint32_t nz,
-                 uint32_t sign, uint32_t lo_nz) {
-  const int64_t rows = args.batch * args.length;
-  const int64_t g = m / kGroupRows;
-  const int64_t lanes = group_lanes(g, rows);
-  int32_t* dst = args.out + group_offset(g, args.planes, args.kd) +
-                 w * args.planes * lanes + (m - g * kGroupRows);
-  dst[0] = static_cast<int32_t>(nz);
-  dst[lanes] = static_cast<int32_t>(sign);
-  if (args.planes == kQuinaryPlanes) {
-    dst[2 * lanes] = static_cast<int32_t>(lo_nz);
-    dst[3 * lanes] = static_cast<int32_t>(lo_nz & sign);
-  }
-}
-
-void pack_tokens_portable(const PackArgs& args, int64_t m0, int64_t m1) {
-  const float limit = static_cast<float>(args.radius);
+void pack_tokens_portable(const PackArgs& args, int64_t m0, int64_t m1,
+                          float* buffer) {
+  const bool five_levels = args.radius == 2;
   for (int64_t m = m0; m < m1; ++m) {
-    const float* base = token_base(args, m);
-    const float rms = token_rms(args, base);
+    const TokenView token = token_view(args, m, buffer);
+    const float* base = token.base;
+    const float rms = token_rms(args, base, token.stride);
     args.rms[m] = rms;
     for (int64_t w = 0; w < args.kd; ++w) {
       uint32_t nz = 0, sign = 0, lo_nz = 0;
@@ -91,99 +34,27 @@ void pack_tokens_portable(const PackArgs& args, int64_t m0, int64_t m1) {
         if (!((args.valid[w] >> bit) & 1u)) {
           continue;
         }
-        const float u = (base[args.offsets[p]] / rms) / args.alpha[p];
-        float code = std::nearbyint(u);
-        code = code > limit ? limit : (code < -limit ? -limit : code);
-        nz |= code != 0.0f ? 1u << bit : 0u;
-        sign |= code < 0.0f ? 1u << bit : 0u;
-        lo_nz |= std::fabs(code) == 2.0f ? 1u << bit : 0u;
+        const float x = base[args.offsets[p]];
+        const bool nonzero = std::fabs(x) > args.half_alpha[p] * rms;
+        const bool two =
+            five_levels && std::fabs(x) >= args.upper_alpha[p] * rms;
+        nz |= nonzero ? 1u << bit : 0u;
+        sign |= nonzero && x < 0.0f ? 1u << bit : 0u;
+        lo_nz |= two ? 1u << bit : 0u;
       }
       store_words(args, m, w, nz, sign, lo_nz);
     }
   }
 }
 
-#if MMTVMAMBA_X86_KERNELS
+}  // namespace q2t
 
-// Codes of 16 positions of one token as three lane masks.
-MMTVMAMBA_AVX512_PACK inline void code_masks(const float* base,
-                                             const int32_t* offsets,
-                                             const float* alpha,
-                                             __mmask16 valid, __m512 rms,
-                                             __m512 limit, __mmask16* nz,
-                                             __mmask16* negative,
-                                             __mmask16* two) {
-  const __m512i index = _mm512_maskz_loadu_epi32(valid, offsets);
-  const __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, index,
-                                            base, 4);
-  const __m512 a = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), valid, alpha);
-  const __m512 u = _mm512_div_ps(_mm512_div_ps(x, rms), a);
-  __m512 code = _mm512_roundscale_ps(
-      u, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  code = _mm512_min_ps(_mm512_max_ps(code, _mm512_sub_ps(_mm512_setzero_ps(),
-                                                         limit)),
-                       limit);
-  const __m512 zero = _mm512_setzero_ps();
-  *nz = _mm512_mask_cmp_ps_mask(valid, code, zero, _CMP_NEQ_OQ);
-  *negative = _mm512_mask_cmp_ps_mask(valid, code, zero, _CMP_LT_OQ);
-  *two = _mm512_mask_cmp_ps_mask(
-      valid, _mm512_abs_ps(code), _mm512_set1_ps(2.0f), _CMP_EQ_OQ);
-}
+namespace {
 
-MMTVMAMBA_AVX512_PACK float token_rms_avx512(const PackArgs& args,
-                                             const float* base) {
-  if (args.stride_c != 1) {
-    return token_rms(args, base);
-  }
-  __m512 sum = _mm512_setzero_ps();
-  int64_t c = 0;
-  for (; c + 16 <= args.channels; c += 16) {
-    const __m512 v = _mm512_loadu_ps(base + c);
-    sum = _mm512_fmadd_ps(v, v, sum);
-  }
-  const __mmask16 tail =
-      static_cast<__mmask16>((1u << (args.channels - c)) - 1);
-  const __m512 v = _mm512_maskz_loadu_ps(tail, base + c);
-  sum = _mm512_fmadd_ps(v, v, sum);
-  const float total = _mm512_reduce_add_ps(sum);
-  return std::sqrt(total / static_cast<float>(args.channels) + args.eps);
-}
+using q2t::PackArgs;
 
-MMTVMAMBA_AVX512_PACK void pack_tokens_avx512(const PackArgs& args,
-                                              int64_t m0, int64_t m1) {
-  const __m512 limit = _mm512_set1_ps(static_cast<float>(args.radius));
-  for (int64_t m = m0; m < m1; ++m) {
-    const float* base = token_base(args, m);
-    const float rms_value = token_rms_avx512(args, base);
-    args.rms[m] = rms_value;
-    const __m512 rms = _mm512_set1_ps(rms_value);
-    for (int64_t w = 0; w < args.kd; ++w) {
-      const int64_t p = w * kWordBits;
-      const uint32_t valid = args.valid[w];
-      __mmask16 nz[2], negative[2], two[2];
-      for (int half = 0; half < 2; ++half) {
-        code_masks(base, args.offsets + p + 16 * half,
-                   args.alpha + p + 16 * half,
-                   static_cast<__mmask16>(valid >> (16 * half)), rms, limit,
-                   &nz[half], &negative[half], &two[half]);
-      }
-      auto word = [](const __mmask16* masks) {
-        return static_cast<uint32_t>(masks[0]) |
-               (static_cast<uint32_t>(masks[1]) << 16);
-      };
-      store_words(args, m, w, word(nz), word(negative), word(two));
-    }
-  }
-}
-
-#endif  // MMTVMAMBA_X86_KERNELS
-
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor> q2t_pack(const at::Tensor& x,
-                                            const at::Tensor& index,
-                                            const at::Tensor& alpha,
-                                            int64_t radius, double eps) {
+void check_pack_inputs(const at::Tensor& x, const at::Tensor& index,
+                       const at::Tensor& alpha, int64_t radius) {
   TORCH_CHECK(x.device().is_cpu(), "q2t_pack: x must be a CPU tensor");
   TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat,
                    "q2t_pack: x must be float32, but got ", x.scalar_type(),
@@ -200,57 +71,195 @@ std::tuple<at::Tensor, at::Tensor> q2t_pack(const at::Tensor& x,
                    "but got ", alpha.scalar_type(), " ", alpha.sizes());
   TORCH_CHECK_VALUE(radius == 1 || radius == 2, "q2t_pack: radius must be 1 "
                     "(ternary) or 2 (five levels), but got ", radius);
-  const int64_t channels = x.size(1);
-  const int64_t positions = index.numel();
-  TORCH_CHECK_VALUE(
-      index.min().item<int64_t>() >= 0 &&
-          index.max().item<int64_t>() <= channels,
-      "q2t_pack: index values must be in [0, ", channels, "], where ",
-      channels, " marks padding");
   TORCH_CHECK_VALUE(x.numel() < (int64_t{1} << 31) &&
-                        channels * x.stride(1) < (int64_t{1} << 31),
+                        x.size(1) * x.stride(1) < (int64_t{1} << 31),
                     "q2t_pack: x is too large for 32-bit offsets");
+}
 
+void check_norm(const c10::optional<at::Tensor>& weight,
+                const c10::optional<at::Tensor>& bias, int64_t channels) {
+  for (const auto* tensor : {&weight, &bias}) {
+    TORCH_CHECK_VALUE(
+        !tensor->has_value() ||
+            ((*tensor)->scalar_type() == at::kFloat &&
+             (*tensor)->device().is_cpu() &&
+             (*tensor)->sizes() == at::IntArrayRef{channels}),
+        "q2t_pack: norm_weight and norm_bias must be float32 CPU tensors of "
+        "shape (", channels, "), one entry per channel of x");
+  }
+  TORCH_CHECK_VALUE(weight.has_value() || !bias.has_value(),
+                    "q2t_pack: norm_bias needs norm_weight; pass "
+                    "torch.ones(channels) for a LayerNorm without weight");
+}
+
+// Kernel positions of one call: the offset of each position's channel in a
+// token, a per-word mask of the real positions and the code thresholds of
+// each position for a token of RMS 1. Padding positions (index ==
+// channels) and the tail of the last word are masked off, so their codes
+// are 0. The permute_* vectors hold the data of the permute path and are
+// empty when it does not apply.
+struct PackLayout {
+  std::vector<int32_t> offsets;
+  std::vector<uint32_t> valid;
+  std::vector<float> half_alpha;
+  std::vector<float> upper_alpha;
+
+  std::vector<float> channel_half_alpha;
+  std::vector<float> channel_upper_alpha;
+  std::vector<uint8_t> permute_index;
+  std::vector<uint64_t> chunk_masks;
+  int64_t table_chunks = 0;
+};
+
+constexpr int64_t kTableChannels = 128;  // channels per byte-permute table
+constexpr int64_t kChunkPositions = 64;  // positions per permute result
+
+PackLayout build_layout(const at::Tensor& index, const at::Tensor& alpha,
+                        int64_t channels, int64_t channel_stride) {
+  const int64_t positions = index.numel();
   const int64_t kd = words_per_plane(positions);
   const at::Tensor idx = index.contiguous();
   const at::Tensor scale = alpha.contiguous();
   const int64_t* idx_data = idx.data_ptr<int64_t>();
-
-  // Padding positions (index == channels) and the tail of the last word
-  // are masked off, so their codes are 0.
-  std::vector<int32_t> offsets(kd * kWordBits, 0);
-  std::vector<uint32_t> valid(kd, 0);
-  std::vector<float> alpha_padded(kd * kWordBits, 1.0f);
   const float* alpha_data = scale.data_ptr<float>();
+
+  PackLayout layout{std::vector<int32_t>(kd * kWordBits, 0),
+                    std::vector<uint32_t>(kd, 0),
+                    std::vector<float>(kd * kWordBits, 1.0f),
+                    std::vector<float>(kd * kWordBits, 1.0f)};
   for (int64_t p = 0; p < positions; ++p) {
-    if (idx_data[p] == channels) {
+    const int64_t channel = idx_data[p];
+    TORCH_CHECK_VALUE(channel >= 0 && channel <= channels,
+                      "q2t_pack: index values must be in [0, ", channels,
+                      "], where ", channels, " marks padding, but index[",
+                      p, "] is ", channel);
+    if (channel == channels) {
       continue;
     }
-    offsets[p] = static_cast<int32_t>(idx_data[p] * x.stride(1));
-    valid[p / kWordBits] |= 1u << (p % kWordBits);
-    alpha_padded[p] = alpha_data[p];
+    layout.offsets[p] = static_cast<int32_t>(channel * channel_stride);
+    layout.valid[p / kWordBits] |= 1u << (p % kWordBits);
+    layout.half_alpha[p] = 0.5f * alpha_data[p];
+    layout.upper_alpha[p] = 1.5f * alpha_data[p];
   }
+  return layout;
+}
 
+// Fill the permute path data of layout. Returns false, leaving it empty,
+// when a channel has two positions, because the path computes one code per
+// channel.
+bool add_permute_layout(PackLayout& layout, const at::Tensor& index,
+                        int64_t channels) {
+  const int64_t positions = index.numel();
+  const int64_t chunks = (positions + kChunkPositions - 1) / kChunkPositions;
+  const int64_t tables = (channels + kTableChannels - 1) / kTableChannels;
+  const at::Tensor idx = index.contiguous();
+  const int64_t* idx_data = idx.data_ptr<int64_t>();
+  const float inf = std::numeric_limits<float>::infinity();
+
+  std::vector<float> half(tables * kTableChannels, inf);
+  std::vector<float> upper(tables * kTableChannels, inf);
+  std::vector<uint8_t> low_bits(chunks * kChunkPositions, 0);
+  std::vector<uint64_t> masks(chunks * tables, 0);
+  for (int64_t p = 0; p < positions; ++p) {
+    const int64_t channel = idx_data[p];
+    if (channel == channels) {
+      continue;
+    }
+    if (half[channel] != inf) {
+      return false;
+    }
+    half[channel] = layout.half_alpha[p];
+    upper[channel] = layout.upper_alpha[p];
+    low_bits[p] = static_cast<uint8_t>(channel % kTableChannels);
+    masks[(p / kChunkPositions) * tables + channel / kTableChannels] |=
+        uint64_t{1} << (p % kChunkPositions);
+  }
+  layout.channel_half_alpha = std::move(half);
+  layout.channel_upper_alpha = std::move(upper);
+  layout.permute_index = std::move(low_bits);
+  layout.chunk_masks = std::move(masks);
+  layout.table_chunks = tables;
+  return true;
+}
+
+PackArgs make_args(const at::Tensor& x, const PackLayout& layout,
+                   int64_t positions, int64_t radius, double eps,
+                   at::Tensor& out, at::Tensor& rms) {
+  PackArgs args{};
+  args.x = x.data_ptr<float>();
+  args.batch = x.size(0);
+  args.channels = x.size(1);
+  args.length = x.size(2);
+  args.stride_b = x.stride(0);
+  args.stride_c = x.stride(1);
+  args.stride_l = x.stride(2);
+  args.offsets = layout.offsets.data();
+  args.valid = layout.valid.data();
+  args.half_alpha = layout.half_alpha.data();
+  args.upper_alpha = layout.upper_alpha.data();
+  args.positions = positions;
+  args.kd = words_per_plane(positions);
+  if (!layout.permute_index.empty()) {
+    args.channel_half_alpha = layout.channel_half_alpha.data();
+    args.channel_upper_alpha = layout.channel_upper_alpha.data();
+    args.permute_index = layout.permute_index.data();
+    args.chunk_masks = layout.chunk_masks.data();
+    args.table_chunks = layout.table_chunks;
+  }
+  args.radius = static_cast<int>(radius);
+  args.eps = static_cast<float>(eps);
+  args.planes = radius == 2 ? kQuinaryPlanes : kTernaryPlanes;
+  args.out = out.data_ptr<int32_t>();
+  args.rms = rms.data_ptr<float>();
+  return args;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> q2t_pack(
+    const at::Tensor& x, const at::Tensor& index, const at::Tensor& alpha,
+    int64_t radius, double eps, const c10::optional<at::Tensor>& norm_weight,
+    const c10::optional<at::Tensor>& norm_bias, double norm_eps) {
+  check_pack_inputs(x, index, alpha, radius);
+  const int64_t channels = x.size(1);
+  check_norm(norm_weight, norm_bias, channels);
+  const bool has_norm = norm_weight.has_value();
+  const int64_t channel_stride = has_norm ? 1 : x.stride(1);
+  PackLayout layout = build_layout(index, alpha, channels, channel_stride);
+
+  // The permute path reads whole tokens with contiguous loads.
+  const bool simd = active_isa() == Isa::kAvx512;
+  const bool permute = simd && channel_stride == 1 &&
+                       q2t::permute_path_supported() &&
+                       add_permute_layout(layout, index, channels);
+
+  const int64_t positions = index.numel();
   const int planes = radius == 2 ? kQuinaryPlanes : kTernaryPlanes;
   const int64_t rows = x.size(0) * x.size(2);
-  at::Tensor out = at::empty({rows, planes * kd}, x.options().dtype(at::kInt));
+  at::Tensor out = at::empty({rows, planes * words_per_plane(positions)},
+                             x.options().dtype(at::kInt));
   at::Tensor rms = at::empty({rows}, x.options());
-  PackArgs args{x.data_ptr<float>(), x.size(0), channels, x.size(2),
-                x.stride(0), x.stride(1), x.stride(2), offsets.data(),
-                valid.data(), alpha_padded.data(), positions, kd,
-                static_cast<int>(radius), static_cast<float>(eps), planes,
-                out.data_ptr<int32_t>(), rms.data_ptr<float>()};
+  const at::Tensor weight = has_norm ? norm_weight->contiguous() : at::Tensor();
+  const at::Tensor bias =
+      norm_bias.has_value() ? norm_bias->contiguous() : at::Tensor();
+  PackArgs args = make_args(x, layout, positions, radius, eps, out, rms);
+  if (has_norm) {
+    args.norm = {weight.data_ptr<float>(),
+                 bias.defined() ? bias.data_ptr<float>() : nullptr,
+                 static_cast<float>(norm_eps)};
+  }
 
-  const bool simd = MMTVMAMBA_X86_KERNELS && active_isa() == Isa::kAvx512;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / positions);
   at::parallel_for(0, rows, grain, [&](int64_t m0, int64_t m1) {
-#if MMTVMAMBA_X86_KERNELS
-    if (simd) {
-      pack_tokens_avx512(args, m0, m1);
-      return;
+    std::vector<float> buffer(has_norm ? channels : 0);
+    if (permute) {
+      std::vector<uint8_t> codes(args.table_chunks * kTableChannels, 0);
+      q2t::pack_tokens_permute(args, m0, m1, buffer.data(), codes.data());
+    } else if (simd) {
+      q2t::pack_tokens_avx512(args, m0, m1, buffer.data());
+    } else {
+      q2t::pack_tokens_portable(args, m0, m1, buffer.data());
     }
-#endif
-    pack_tokens_portable(args, m0, m1);
   });
   return std::make_tuple(out, rms);
 }

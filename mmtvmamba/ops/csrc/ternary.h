@@ -107,6 +107,31 @@ struct MatmulArgs {
   int64_t num_segments = 0;
 };
 
+// Element-wise activation of a float output.
+enum class Activation { kNone = 0, kGelu = 1 };
+
+// Post-operations on a float output after all K segments have been summed:
+// out = activation(out + residual). GELU is the exact (erf) form of
+// torch.nn.GELU.
+struct Epilogue {
+  const float* residual = nullptr;  // (m, n) with the strides below, or null
+  int64_t residual_row_stride = 0;
+  int64_t residual_col_stride = 1;
+  Activation activation = Activation::kNone;
+
+  bool active() const {
+    return residual != nullptr || activation != Activation::kNone;
+  }
+};
+
+// Apply epilogue to rows [m0, m1) and columns [n0, n1) of the row-major
+// float output out with n columns. The AVX-512 version exists only where it
+// is compiled.
+void epilogue_portable(const Epilogue& epilogue, float* out, int64_t n,
+                       int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void epilogue_avx512(const Epilogue& epilogue, float* out, int64_t n,
+                     int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
 // Whether block_avx512 applies the K segments of args itself.
 constexpr bool kAvx512Segments = true;
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -185,7 +186,8 @@ void run_segments(const MatmulArgs& args,
 // Run args on the thread pool in row x column blocks. Tasks are ordered
 // column block first, so consecutive tasks reuse the weight block that is
 // already in the cache.
-void run_blocks(const MatmulArgs& args, const float* k_scale = nullptr) {
+void run_blocks(const MatmulArgs& args, const float* k_scale = nullptr,
+                const Epilogue& epilogue = Epilogue{}) {
   const Isa isa = active_isa();
   auto block = isa == Isa::kAvx512 ? block_avx512
                : isa == Isa::kAvx2 ? block_avx2
@@ -207,11 +209,15 @@ void run_blocks(const MatmulArgs& args, const float* k_scale = nullptr) {
     one_pass.seg_scale = seg_scale.data();
     one_pass.num_segments = static_cast<int64_t>(segments.size());
   }
+  auto finish = isa == Isa::kAvx512 ? epilogue_avx512 : epilogue_portable;
   auto run = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     if (one_pass.num_segments > 0) {
       block(one_pass, m0, m1, n0, n1);
     } else {
       run_segments(args, segments, block, m0, m1, n0, n1);
+    }
+    if (epilogue.active()) {
+      finish(epilogue, args.out_float, args.n, m0, m1, n0, n1);
     }
   };
 
@@ -255,12 +261,45 @@ void run_blocks(const MatmulArgs& args, const float* k_scale = nullptr) {
   });
 }
 
+Activation parse_activation(const std::string& name, const char* op) {
+  if (name == "gelu") {
+    return Activation::kGelu;
+  }
+  TORCH_CHECK_VALUE(name == "none", op, ": invalid activation '", name,
+                    "'; expected 'none' or 'gelu'");
+  return Activation::kNone;
+}
+
+// Return the epilogue of a float matmul with m x n outputs. The residual
+// tensor must outlive the call that uses the epilogue.
+Epilogue make_epilogue(const c10::optional<at::Tensor>& residual,
+                       const std::string& activation, int64_t m, int64_t n,
+                       const char* op) {
+  Epilogue epilogue;
+  epilogue.activation = parse_activation(activation, op);
+  if (!residual.has_value()) {
+    return epilogue;
+  }
+  const at::Tensor& r = *residual;
+  check_cpu(r, op, "residual");
+  TORCH_CHECK_TYPE(r.scalar_type() == at::kFloat, op,
+                   ": residual must be float32, but got ", r.scalar_type());
+  TORCH_CHECK_VALUE(r.dim() == 2 && r.size(0) == m && r.size(1) == n, op,
+                    ": residual must have the output shape (", m, ", ", n,
+                    "), but got shape ", r.sizes());
+  epilogue.residual = r.data_ptr<float>();
+  epilogue.residual_row_stride = r.stride(0);
+  epilogue.residual_col_stride = r.stride(1);
+  return epilogue;
+}
+
 at::Tensor matmul(const at::Tensor& a_packed, const at::Tensor& w_packed,
                   int64_t k, const c10::optional<at::Tensor>& row_scale,
                   const c10::optional<at::Tensor>& col_scale,
                   const c10::optional<at::Tensor>& bias,
                   const c10::optional<at::Tensor>& k_scale, int a_planes,
-                  bool float_out, const char* op) {
+                  bool float_out, const char* op,
+                  const Epilogue& epilogue = Epilogue{}) {
   TORCH_CHECK_VALUE(k > 0 && k < kMaxK, op, ": k must be in [1, ", kMaxK,
                     "), but got k=", k);
   check_packed(a_packed, a_planes, k, op, "a_packed");
@@ -302,7 +341,7 @@ at::Tensor matmul(const at::Tensor& a_packed, const at::Tensor& w_packed,
   args.col_scale_per_column = col.numel() == n && n > 1;
   args.row_scale = row.defined() ? row.data_ptr<float>() : nullptr;
   args.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-  run_blocks(args, ks.defined() ? ks.data_ptr<float>() : nullptr);
+  run_blocks(args, ks.defined() ? ks.data_ptr<float>() : nullptr, epilogue);
   return out;
 }
 
@@ -374,18 +413,28 @@ at::Tensor ternary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       int64_t k, const c10::optional<at::Tensor>& row_scale,
                       const at::Tensor& col_scale,
                       const c10::optional<at::Tensor>& bias,
-                      const c10::optional<at::Tensor>& k_scale) {
+                      const c10::optional<at::Tensor>& k_scale,
+                      const c10::optional<at::Tensor>& residual,
+                      const std::string& activation) {
+  const Epilogue epilogue =
+      make_epilogue(residual, activation, a_packed.size(0), w_packed.size(0),
+                    "ternary_mm");
   return matmul(a_packed, w_packed, k, row_scale, col_scale, bias, k_scale,
-                kTernaryPlanes, true, "ternary_mm");
+                kTernaryPlanes, true, "ternary_mm", epilogue);
 }
 
 at::Tensor quinary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       int64_t k, const c10::optional<at::Tensor>& row_scale,
                       const at::Tensor& col_scale,
                       const c10::optional<at::Tensor>& bias,
-                      const c10::optional<at::Tensor>& k_scale) {
+                      const c10::optional<at::Tensor>& k_scale,
+                      const c10::optional<at::Tensor>& residual,
+                      const std::string& activation) {
+  const Epilogue epilogue =
+      make_epilogue(residual, activation, a_packed.size(0), w_packed.size(0),
+                    "quinary_mm");
   return matmul(a_packed, w_packed, k, row_scale, col_scale, bias, k_scale,
-                kQuinaryPlanes, true, "quinary_mm");
+                kQuinaryPlanes, true, "quinary_mm", epilogue);
 }
 
 }  // namespace mmtvmamba

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Optional.h>
 
+#include <string>
 #include <tuple>
 
 namespace mmtvmamba {
@@ -26,19 +27,25 @@ at::Tensor ternary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       int64_t k, const c10::optional<at::Tensor>& row_scale,
                       const at::Tensor& col_scale,
                       const c10::optional<at::Tensor>& bias,
-                      const c10::optional<at::Tensor>& k_scale);
+                      const c10::optional<at::Tensor>& k_scale,
+                      const c10::optional<at::Tensor>& residual,
+                      const std::string& activation);
 at::Tensor quinary_mm(const at::Tensor& a_packed, const at::Tensor& w_packed,
                       int64_t k, const c10::optional<at::Tensor>& row_scale,
                       const at::Tensor& col_scale,
                       const c10::optional<at::Tensor>& bias,
-                      const c10::optional<at::Tensor>& k_scale);
+                      const c10::optional<at::Tensor>& k_scale,
+                      const c10::optional<at::Tensor>& residual,
+                      const std::string& activation);
 
 // Quantize x (batch, channels, length) with Q2T at the positions `index`
-// and pack the codes. An index equal to `channels` marks padding. Returns
-// the packed codes of the batch * length tokens and their RMS.
-std::tuple<at::Tensor, at::Tensor> q2t_pack(const at::Tensor& x,
-                                            const at::Tensor& index,
-                                            const at::Tensor& alpha,
-                                            int64_t radius, double eps);
+// and pack the codes. An index equal to `channels` marks padding. With
+// norm_weight, every token first passes through a LayerNorm over the
+// channels. Returns the packed codes of the batch * length tokens and their
+// RMS.
+std::tuple<at::Tensor, at::Tensor> q2t_pack(
+    const at::Tensor& x, const at::Tensor& index, const at::Tensor& alpha,
+    int64_t radius, double eps, const c10::optional<at::Tensor>& norm_weight,
+    const c10::optional<at::Tensor>& norm_bias, double norm_eps);
 
 }  // namespace mmtvmamba

@@ -108,8 +108,10 @@ def prepare_deploy_model(runner: Runner, meta: dict) -> None:
     if is_model_wrapper(runner.model):
         raise ValueError('deploy checkpoints are evaluated in one process; '
                          'run tools/test.py without --launcher')
+    # Checkpoints written before block fusion existed carry no 'fuse' entry
+    # and were converted without it.
     count = convert_to_deploy(runner.model, meta['variant'],
-                              meta['alpha_groups'])
+                              meta['alpha_groups'], meta.get('fuse', False))
     runner.logger.info(f'deploy checkpoint: {count} projections run on the '
                        f"bitwise op ({meta['variant']})")
 

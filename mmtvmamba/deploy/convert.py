@@ -11,8 +11,10 @@ from mmengine.logging import print_log
 from torch import nn
 
 from mmtvmamba.models.layers import SS2D
+from mmtvmamba.models.layers.vss_block import VSSBlock
 from mmtvmamba.quantization import Q2TQuantizer, TernaryLinear2d
 from mmtvmamba.utils.checkpoint import load_checkpoint_file
+from .block import fuse_vss_block
 from .linear import (DeployLinear2d, DeployTernaryLinear,
                      projection_buffer_ids)
 from .ss2d import DeploySS2D
@@ -58,7 +60,8 @@ def _check_quantizers(model: nn.Module) -> None:
 
 def convert_to_deploy(model: nn.Module,
                       variant: str = 'ternary',
-                      alpha_groups: Optional[int] = 8) -> int:
+                      alpha_groups: Optional[int] = 8,
+                      fuse: bool = True) -> int:
     """Replace the fake-quantized projections of ``model`` in place.
 
     Every quantized :class:`SS2D` becomes a :class:`DeploySS2D` and every
@@ -74,6 +77,12 @@ def convert_to_deploy(model: nn.Module,
         alpha_groups (int, optional): Channel scale groups per projection
             part; None for one group per channel, which reproduces the
             fake-quantized model up to float rounding. Defaults to 8.
+        fuse (bool): Move the LayerNorms and GELUs of every
+            :class:`VSSBlock` into its deployed projections (see
+            :func:`fuse_vss_block`). The fused LayerNorm rounds differently
+            from :func:`torch.nn.functional.layer_norm` in the last bits,
+            which can flip a code that lies on a rounding boundary.
+            Defaults to True.
 
     Returns:
         int: The number of deployed projections.
@@ -83,6 +92,10 @@ def convert_to_deploy(model: nn.Module,
     model.eval()
     options = dict(alpha_groups=alpha_groups, radius=DEPLOY_RADIUS[variant])
     _replace_children(model, options)
+    if fuse:
+        for module in model.modules():
+            if isinstance(module, VSSBlock):
+                fuse_vss_block(module)
     return count_deploy_projections(model)
 
 
@@ -135,7 +148,8 @@ def save_deploy_checkpoint(model: nn.Module,
                            variant: str,
                            alpha_groups: Optional[int],
                            float_dtype: str = 'float32',
-                           extra_meta: Optional[dict] = None) -> int:
+                           extra_meta: Optional[dict] = None,
+                           fuse: bool = True) -> int:
     """Write a deploy checkpoint atomically and return its size in bytes.
 
     The file contains ``state_dict`` and ``meta``; ``meta[DEPLOY_META_KEY]``
@@ -152,13 +166,18 @@ def save_deploy_checkpoint(model: nn.Module,
             Defaults to ``'float32'``.
         extra_meta (dict, optional): More ``meta`` entries, e.g. the
             dataset meta of the trained checkpoint. Defaults to None.
+        fuse (bool): Whether the conversion fused the blocks.
+            Defaults to True.
     """
     if count_deploy_projections(model) == 0:
         raise ValueError('the model has no deployed projections; convert it '
                          'with convert_to_deploy first')
     meta = dict(extra_meta or {})
     meta[DEPLOY_META_KEY] = dict(
-        variant=variant, alpha_groups=alpha_groups, float_dtype=float_dtype)
+        variant=variant,
+        alpha_groups=alpha_groups,
+        float_dtype=float_dtype,
+        fuse=fuse)
     checkpoint = dict(
         state_dict=deploy_state_dict(model, float_dtype), meta=meta)
 

@@ -11,9 +11,37 @@ from mmtvmamba.quantization.weight import ternarize_weight
 from .layout import build_part_layout
 
 __all__ = [
-    'TernaryPart', 'DeployTernaryLinear', 'DeployLinear2d',
+    'FusedNorm', 'TernaryPart', 'DeployTernaryLinear', 'DeployLinear2d',
     'projection_buffer_ids'
 ]
+
+
+class FusedNorm(nn.Module):
+    """LayerNorm over the channels that a deployed projection applies to
+    its input tokens inside the quantize-and-pack op.
+
+    Args:
+        norm (nn.LayerNorm): The trained norm; its affine parameters are
+            copied.
+    """
+
+    def __init__(self, norm: nn.LayerNorm) -> None:
+        super().__init__()
+        if len(norm.normalized_shape) != 1:
+            raise ValueError('only a LayerNorm over one channel dimension can '
+                             f'be fused, got normalized_shape='
+                             f'{tuple(norm.normalized_shape)}')
+        channels = norm.normalized_shape[0]
+        weight = (norm.weight.detach().float().clone()
+                  if norm.weight is not None else torch.ones(channels))
+        bias = (norm.bias.detach().float().clone()
+                if norm.bias is not None else None)
+        self.register_buffer('weight', weight)
+        self.register_buffer('bias', bias)
+        self.eps = float(norm.eps)
+
+    def extra_repr(self) -> str:
+        return f'channels={self.weight.numel()}, eps={self.eps}'
 
 
 class TernaryPart(nn.Module):
@@ -40,14 +68,19 @@ class TernaryPart(nn.Module):
         self.register_buffer('k_scale', k_scale)
         self.register_buffer('weight', weight)
         self.register_buffer('radius', torch.tensor(radius, dtype=torch.int8))
+        # Python copies of the radius and the width, read on every forward
+        # without a tensor access.
+        self.code_radius = radius
+        self.width = index.numel()
 
-    @property
-    def width(self) -> int:
-        """Number of kernel positions K, padding included."""
-        return self.index.numel()
-
-    def forward(self, x: Tensor, eps: float, weight_scale: Tensor,
-                bias: Optional[Tensor]) -> Tensor:
+    def forward(self,
+                x: Tensor,
+                eps: float,
+                weight_scale: Tensor,
+                bias: Optional[Tensor],
+                norm: Optional[FusedNorm] = None,
+                residual: Optional[Tensor] = None,
+                activation: str = 'none') -> Tensor:
         """Return the part's share of the projection of ``x``.
 
         Args:
@@ -55,15 +88,23 @@ class TernaryPart(nn.Module):
             eps (float): Added to the mean square of the token RMS.
             weight_scale (Tensor): float32 (1,) absmean weight scale.
             bias (Tensor, optional): float32 (N,) bias.
+            norm (FusedNorm, optional): LayerNorm applied to the tokens
+                first. Defaults to None.
+            residual (Tensor, optional): float32 (batch * length, N) added
+                to the output before the activation. Defaults to None.
+            activation (str): ``'none'`` or ``'gelu'``, applied last.
+                Defaults to ``'none'``.
 
         Returns:
             Tensor: float32 (batch * length, N) in (b, l) token order.
         """
-        radius = int(self.radius)
-        packed, rms = q2t_pack(x, self.index, self.alpha, radius, eps)
-        matmul = quinary_mm if radius == 2 else ternary_mm
+        norm_args = () if norm is None else (norm.weight, norm.bias,
+                                             norm.eps)
+        packed, rms = q2t_pack(x, self.index, self.alpha, self.code_radius,
+                               eps, *norm_args)
+        matmul = quinary_mm if self.code_radius == 2 else ternary_mm
         return matmul(packed, self.weight, self.width, rms, weight_scale,
-                      bias, self.k_scale)
+                      bias, self.k_scale, residual, activation)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name, buffer in self._buffers.items():
@@ -72,6 +113,8 @@ class TernaryPart(nn.Module):
                 self._buffers[name] = torch.empty(
                     stored.shape, dtype=buffer.dtype)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.code_radius = int(self.radius)
+        self.width = self.index.numel()
 
 
 class DeployTernaryLinear(nn.Module):
@@ -109,6 +152,8 @@ class DeployTernaryLinear(nn.Module):
         self.three = three
         self.register_buffer('weight_scale', weight_scale)
         self.register_buffer('bias', bias)
+        self.norm: Optional[FusedNorm] = None
+        self.activation = 'none'
 
     @classmethod
     def from_quantized(cls,
@@ -177,29 +222,57 @@ class DeployTernaryLinear(nn.Module):
                              f'{self.in_features}), got {tuple(x.shape)}')
         return self.project(x.t().unsqueeze(0))
 
-    def project(self, x: Tensor) -> Tensor:
+    def fuse_norm(self, norm: nn.LayerNorm) -> None:
+        """Apply ``norm``, a LayerNorm over the input channels, inside the
+        projection, so its output is never written to memory."""
+        if norm.normalized_shape != (self.in_features, ):
+            raise ValueError(f'cannot fuse a LayerNorm over '
+                             f'{tuple(norm.normalized_shape)} into a '
+                             f'projection of {self.in_features} channels')
+        self.norm = FusedNorm(norm)
+
+    def fuse_activation(self, activation: nn.Module) -> None:
+        """Apply ``activation`` to the output inside the projection.
+
+        Raises:
+            ValueError: If it is not an exact (erf) :class:`nn.GELU`.
+        """
+        if not (isinstance(activation, nn.GELU)
+                and activation.approximate == 'none'):
+            raise ValueError(f'only the exact nn.GELU can be fused, got '
+                             f'{activation!r}')
+        self.activation = 'gelu'
+
+    def project(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
         """Project ``x`` (B, C, L) to float32 (B * L, N), tokens in (b, l)
-        order. Any strides are read without a copy."""
+        order. Any strides are read without a copy.
+
+        A fused LayerNorm is applied to ``x`` first, ``residual`` (B * L, N)
+        is added to the output and a fused activation is applied last.
+        """
         if x.dim() != 3 or x.shape[1] != self.in_features:
             raise ValueError(f'expected (B, {self.in_features}, L) input, '
                              f'got {tuple(x.shape)}')
-        x = x.float()
-        out = None
-        bias = self.bias
-        for part in (self.five, self.three):
-            if part.width == 0:
-                continue
-            y = part(x, self.eps, self.weight_scale, bias)
-            out = y if out is None else out.add_(y)
-            bias = None
-        if out is None:
+        parts = [part for part in (self.five, self.three) if part.width]
+        if not parts:
             raise RuntimeError('deployed projection has no input channels')
+
+        # Each part adds the previous parts' output as its residual, so the
+        # bias enters once and the activation sees the full sum.
+        x = x.float()
+        out, bias = residual, self.bias
+        for i, part in enumerate(parts):
+            activation = self.activation if i == len(parts) - 1 else 'none'
+            out = part(x, self.eps, self.weight_scale, bias, self.norm, out,
+                       activation)
+            bias = None
         return out
 
     def extra_repr(self) -> str:
         return (f'in_features={self.in_features}, '
                 f'out_features={self.out_features}, five_level_positions='
-                f'{self.five.width}, ternary_positions={self.three.width}')
+                f'{self.five.width}, ternary_positions={self.three.width}, '
+                f'activation={self.activation}')
 
 
 class DeployLinear2d(DeployTernaryLinear):

@@ -72,6 +72,44 @@ def test_five_level_variant_matches_fake_quant():
 
 
 @torch.no_grad()
+def test_fused_blocks_match_unfused():
+    backbone = build_backbone(seed=3)
+    x = torch.randn(2, 3, 64, 64)
+    unfused = copy.deepcopy(backbone)
+    convert_to_deploy(unfused, 'ternary', alpha_groups=None, fuse=False)
+    fused = copy.deepcopy(backbone)
+    convert_to_deploy(fused, 'ternary', alpha_groups=None, fuse=True)
+
+    block = fused.layers[1].blocks[0]
+    assert isinstance(block.norm, torch.nn.Identity)
+    assert isinstance(block.norm2, torch.nn.Identity)
+    assert isinstance(block.mlp.act, torch.nn.Identity)
+    assert block.op.in_proj.norm is not None
+    assert block.mlp.fc1.activation == 'gelu'
+    assert isinstance(unfused.layers[1].blocks[0].mlp.act, torch.nn.GELU)
+    torch.testing.assert_close(fused(x)[0], unfused(x)[0], rtol=1e-4,
+                               atol=1e-4)
+
+
+@torch.no_grad()
+def test_unfused_checkpoint_loads_unfused(tmp_path):
+    deployed = build_backbone(seed=4)
+    convert_to_deploy(deployed, 'ternary', alpha_groups=2, fuse=False)
+    path = tmp_path / 'deploy.pth'
+    save_deploy_checkpoint(deployed, str(path), 'ternary', 2, fuse=False)
+
+    meta = read_deploy_meta(str(path))
+    fresh = build_backbone(seed=5)
+    convert_to_deploy(fresh, meta['variant'], meta['alpha_groups'],
+                      meta['fuse'])
+    fresh.load_state_dict(torch.load(path, weights_only=True)['state_dict'])
+    x = torch.randn(1, 3, 64, 64)
+
+    assert meta['fuse'] is False
+    assert torch.equal(fresh(x)[0], deployed(x)[0])
+
+
+@torch.no_grad()
 def test_more_groups_reduce_scale_error():
     backbone = build_backbone(spread=0.2, arch=dict(ARCH, dims=64))
     x = torch.randn(1, 3, 64, 64)
@@ -131,7 +169,7 @@ def test_checkpoint_round_trip(tmp_path):
 
     assert size == path.stat().st_size
     assert read_deploy_meta(str(path)) == dict(
-        variant='ternary', alpha_groups=4, float_dtype='float32')
+        variant='ternary', alpha_groups=4, float_dtype='float32', fuse=True)
     assert torch.equal(fresh(x)[0], deployed(x)[0])
 
 
@@ -144,7 +182,11 @@ def test_float16_keeps_projection_scales():
         torch.float32)
     assert state['layers.0.blocks.0.mlp.fc1.weight_scale'].dtype == (
         torch.float32)
-    assert state['layers.0.blocks.0.norm.weight'].dtype == torch.float16
+    # A fused LayerNorm sets codes, so it keeps float32 like the scales.
+    assert state['layers.0.blocks.0.mlp.fc1.norm.weight'].dtype == (
+        torch.float32)
+    assert state['layers.0.blocks.0.op.out_norm.weight'].dtype == (
+        torch.float16)
     assert state['layers.0.blocks.0.mlp.fc1.three.weight'].dtype == (
         torch.int32)
 

@@ -71,6 +71,12 @@ def parse_args() -> argparse.Namespace:
         default='float32',
         help='storage type of the float parameters outside the ternary '
         'projections')
+    parser.add_argument(
+        '--no-fuse',
+        dest='fuse',
+        action='store_false',
+        help='keep the LayerNorms and GELUs of the blocks as separate '
+        'modules instead of fusing them into the projections')
 
     parser.add_argument(
         '--parity-images',
@@ -123,14 +129,16 @@ def main() -> None:
     set_eval_radius(model, args.variant)
 
     deployed = copy.deepcopy(model)
-    count = convert_to_deploy(deployed, args.variant, args.alpha_groups)
+    count = convert_to_deploy(deployed, args.variant, args.alpha_groups,
+                              args.fuse)
     print_log(f'converted {count} projections ({args.variant}, alpha groups '
               f'{args.alpha_groups})', logger='current')
 
     dataset_meta = checkpoint.get('meta', {}).get('dataset_meta')
     extra = {'dataset_meta': dataset_meta} if dataset_meta else None
     size = save_deploy_checkpoint(deployed, args.out, args.variant,
-                                  args.alpha_groups, args.float_dtype, extra)
+                                  args.alpha_groups, args.float_dtype, extra,
+                                  args.fuse)
     storage = measure_storage(model, deployed,
                               deploy_state_dict(deployed, args.float_dtype),
                               size)

@@ -1,29 +1,55 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
 """Fusion of the float steps around the deployed projections of a block."""
-from torch import nn
+from torch import Tensor, nn
 
 from mmtvmamba.models.layers.vss_block import VSSBlock
 from .linear import DeployLinear2d
 from .ss2d import DeploySS2D
 
-__all__ = ['fuse_vss_block']
+__all__ = ['FusedVSSBlock', 'fuse_vss_block']
 
 
-def fuse_vss_block(block: VSSBlock) -> int:
-    """Fuse the LayerNorms and the GELU of a deployed block into its
-    projections, in place.
+class FusedVSSBlock(nn.Module):
+    """Deployed :class:`VSSBlock` whose norms, GELU and residual additions
+    run inside its projections.
+
+    It computes ``x + SS2D(LN(x))`` then ``x + MLP(LN(x))`` as the block
+    does in eval mode, with ``op`` and ``mlp`` taken over from it, so the
+    state dict keys stay the same. Build it with :func:`fuse_vss_block`.
+
+    Args:
+        block (VSSBlock): A block whose norms and GELU were fused into its
+            deployed projections.
+    """
+
+    def __init__(self, block: VSSBlock) -> None:
+        super().__init__()
+        self.op = block.op
+        self.mlp = block.mlp
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.op(x, residual=x)
+        return self.mlp.fc2(self.mlp.fc1(x), residual=x)
+
+
+def fuse_vss_block(block: VSSBlock) -> nn.Module:
+    """Fuse the float steps of a deployed block into its projections.
 
     ``norm`` moves into the SS2D input projection and ``norm2`` into
     ``mlp.fc1``, whose LayerNorm then runs inside the quantize-and-pack op,
     and the MLP's GELU moves into the epilogue of ``mlp.fc1``. Each fused
     module is replaced by :class:`nn.Identity`. Steps next to a projection
-    that stayed in float are left as they are.
+    that stayed in float are left as they are. When everything was fused
+    and ``mlp.fc2`` is deployed, the block becomes a
+    :class:`FusedVSSBlock`, whose projections also add the residuals.
 
     Args:
-        block (VSSBlock): A block whose ``op`` and ``mlp`` were converted.
+        block (VSSBlock): A block whose ``op`` and ``mlp`` were converted;
+            it is changed in place.
 
     Returns:
-        int: The number of modules fused.
+        nn.Module: The block to use, ``block`` itself or a
+        :class:`FusedVSSBlock` built from it.
     """
     fused = 0
     op = block.op
@@ -41,4 +67,7 @@ def fuse_vss_block(block: VSSBlock) -> int:
             mlp.fc1.fuse_activation(mlp.act)
             mlp.act = nn.Identity()
             fused += 1
-    return fused
+
+    if fused == 3 and isinstance(mlp.fc2, DeployLinear2d):
+        return FusedVSSBlock(block)
+    return block

@@ -93,9 +93,7 @@ def convert_to_deploy(model: nn.Module,
     options = dict(alpha_groups=alpha_groups, radius=DEPLOY_RADIUS[variant])
     _replace_children(model, options)
     if fuse:
-        for module in model.modules():
-            if isinstance(module, VSSBlock):
-                fuse_vss_block(module)
+        _fuse_blocks(model)
     return count_deploy_projections(model)
 
 
@@ -108,6 +106,14 @@ def _replace_children(parent: nn.Module, options: dict) -> None:
             setattr(parent, name, DeployLinear2d.from_linear(child, **options))
         else:
             _replace_children(child, options)
+
+
+def _fuse_blocks(parent: nn.Module) -> None:
+    for name, child in parent.named_children():
+        if isinstance(child, VSSBlock):
+            setattr(parent, name, fuse_vss_block(child))
+        else:
+            _fuse_blocks(child)
 
 
 def count_deploy_projections(model: nn.Module) -> int:

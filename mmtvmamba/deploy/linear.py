@@ -299,10 +299,16 @@ class DeployLinear2d(DeployTernaryLinear):
             alpha_groups=alpha_groups,
             radius=radius)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Project ``x`` (B, C, H, W) to (B, N, H, W)."""
+    def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        """Project ``x`` (B, C, H, W) to (B, N, H, W), adding ``residual``
+        (B, N, H, W) to the output if given. A residual in channels-last
+        memory order is read without a copy."""
         batch, _, height, width = x.shape
-        y = self.project(x.flatten(2))
+        tokens = None
+        if residual is not None:
+            tokens = residual.permute(0, 2, 3, 1).reshape(
+                -1, self.out_features).float()
+        y = self.project(x.flatten(2), tokens)
         return y.view(batch, height, width, -1).permute(0, 3, 1, 2)
 
 

@@ -97,11 +97,16 @@ class DeploySS2D(nn.Module):
                 weight_scale=scale,
                 **options) for k in range(NUM_DIRECTIONS))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Mix ``x`` of shape (B, C, H, W); the output has the same shape."""
+    def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        """Mix ``x`` of shape (B, C, H, W); the output has the same shape.
+        ``residual`` of that shape is added to the output; a deployed output
+        projection adds it while it stores its result."""
         x = self.act(self.conv2d(self.in_proj(x)))
         y = self.forward_core(x)
-        return self.out_proj(y)
+        if isinstance(self.out_proj, DeployLinear2d):
+            return self.out_proj(y, residual)
+        y = self.out_proj(y)
+        return y if residual is None else y + residual
 
     def forward_core(self, x: Tensor) -> Tensor:
         """Run the projections, the selective scan and the merge."""

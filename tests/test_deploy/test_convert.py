@@ -5,7 +5,8 @@ import copy
 import pytest
 import torch
 
-from mmtvmamba.deploy import (DeployLinear2d, DeploySS2D, convert_to_deploy,
+from mmtvmamba.deploy import (DeployLinear2d, DeploySS2D, FusedVSSBlock,
+                              convert_to_deploy,
                               count_deploy_projections, deploy_state_dict,
                               measure_storage, read_deploy_meta,
                               save_deploy_checkpoint)
@@ -81,12 +82,30 @@ def test_fused_blocks_match_unfused():
     convert_to_deploy(fused, 'ternary', alpha_groups=None, fuse=True)
 
     block = fused.layers[1].blocks[0]
-    assert isinstance(block.norm, torch.nn.Identity)
-    assert isinstance(block.norm2, torch.nn.Identity)
+    assert isinstance(block, FusedVSSBlock)
     assert isinstance(block.mlp.act, torch.nn.Identity)
     assert block.op.in_proj.norm is not None
     assert block.mlp.fc1.activation == 'gelu'
     assert isinstance(unfused.layers[1].blocks[0].mlp.act, torch.nn.GELU)
+    torch.testing.assert_close(fused(x)[0], unfused(x)[0], rtol=1e-4,
+                               atol=1e-4)
+
+
+@torch.no_grad()
+def test_partial_fusion_keeps_float_steps():
+    # fc2 stays float, so the block keeps its own forward and the residual
+    # additions; its norms and the GELU still move into the projections.
+    backbone = build_backbone(seed=6, layers=('in_proj', 'fc1'))
+    x = torch.randn(1, 3, 64, 64)
+    unfused = copy.deepcopy(backbone)
+    convert_to_deploy(unfused, alpha_groups=None, fuse=False)
+    fused = copy.deepcopy(backbone)
+    convert_to_deploy(fused, alpha_groups=None, fuse=True)
+
+    block = fused.layers[0].blocks[0]
+    assert not isinstance(block, FusedVSSBlock)
+    assert isinstance(block.norm2, torch.nn.Identity)
+    assert block.mlp.fc1.activation == 'gelu'
     torch.testing.assert_close(fused(x)[0], unfused(x)[0], rtol=1e-4,
                                atol=1e-4)
 

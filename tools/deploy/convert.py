@@ -18,6 +18,7 @@ import copy
 import os.path as osp
 from typing import Optional
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import MODELS, init_default_scope
@@ -116,6 +117,16 @@ def set_eval_radius(model, variant: str) -> None:
             module.deploy_radius = DEPLOY_RADIUS[variant]
 
 
+def build_model(cfg: Config) -> torch.nn.Module:
+    """Build ``cfg.model`` as the Runner of ``tools/test.py`` does, with the
+    config's top-level ``data_preprocessor`` (its mean and std) unless the
+    model sets its own."""
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    return MODELS.build(model_cfg)
+
+
 def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -123,7 +134,7 @@ def main() -> None:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
 
-    model = MODELS.build(cfg.model)
+    model = build_model(cfg)
     checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.eval()
     set_eval_radius(model, args.variant)

@@ -79,8 +79,9 @@ def parse_args() -> argparse.Namespace:
 
     parser.add_argument('--repeats', type=int, default=5,
                         help='timed forwards per model; the median is shown')
-    parser.add_argument('--threads', type=int, default=2,
-                        help='torch intra-op threads')
+    parser.add_argument('--threads', type=int, nargs='+', default=[2],
+                        help='torch intra-op thread counts; every model is '
+                        'timed with each')
 
     parser.add_argument('--alpha-groups', type=alpha_groups_arg, nargs='+',
                         default=[8],
@@ -92,6 +93,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--scan-impls', nargs='+', default=None,
                         help='selective scan implementations to time; '
                         'default: every CPU one available')
+    parser.add_argument('--no-fuse', dest='fuse', action='store_false',
+                        help='deploy without fusing the block norms, GELU '
+                        'and residuals into the projections')
     args = parser.parse_args()
     check_args(args)
     return args
@@ -99,13 +103,14 @@ def parse_args() -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Raise on counts and sizes below 1."""
-    for name in ('image_size', 'repeats', 'threads', 'photos'):
+    for name in ('image_size', 'repeats', 'photos'):
         if getattr(args, name) < 1:
             raise ValueError(f'--{name.replace("_", "-")} must be at least '
                              f'1, got {getattr(args, name)}')
-    if min(args.batch_sizes) < 1:
-        raise ValueError(f'--batch-sizes must be positive, got '
-                         f'{args.batch_sizes}')
+    for name in ('batch_sizes', 'threads'):
+        if min(getattr(args, name)) < 1:
+            raise ValueError(f'--{name.replace("_", "-")} must be positive, '
+                             f'got {getattr(args, name)}')
 
 
 def build_classifier(arch: str, quant: dict) -> torch.nn.Module:
@@ -180,32 +185,38 @@ def top1(model: torch.nn.Module, photos: torch.Tensor) -> torch.Tensor:
 
 def timing_table(models: Dict[str, torch.nn.Module], contexts: dict,
                  args: argparse.Namespace) -> List[str]:
-    """Time every model per scan and batch size; return Markdown rows."""
+    """Time every model per thread count, scan and batch size; return
+    Markdown rows."""
     names = list(models)
     lines = [
-        '| scan | batch | ' + ' | '.join(f'{n} ms/img' for n in names) +
-        ' | ' + ' | '.join(f'{n} vs fp32' for n in names[2:]) + ' |',
-        '| --- ' * (2 + 2 * len(names) - 2) + '|'
+        '| threads | scan | batch | ' +
+        ' | '.join(f'{n} ms/img' for n in names) + ' | ' +
+        ' | '.join(f'{n} vs fp32' for n in names[2:]) + ' |',
+        '| --- ' * (3 + 2 * len(names) - 2) + '|'
     ]
-    for scan, context in contexts.items():
-        for batch in args.batch_sizes:
-            inputs = torch.randn(batch, 3, args.image_size, args.image_size)
-            with context():
-                ms = {
-                    name: 1e3 * time_forward(model, inputs, args.repeats) /
-                    batch
-                    for name, model in models.items()
-                }
-            cells = [f'{ms[n]:.1f}' for n in names]
-            cells += [f"{ms['fp32'] / ms[n]:.2f}x" for n in names[2:]]
-            lines.append(f'| {scan} | {batch} | ' + ' | '.join(cells) + ' |')
-            print_log(lines[-1], logger='current')
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for scan, context in contexts.items():
+            for batch in args.batch_sizes:
+                inputs = torch.randn(batch, 3, args.image_size,
+                                     args.image_size)
+                with context():
+                    ms = {
+                        name: 1e3 * time_forward(model, inputs,
+                                                 args.repeats) / batch
+                        for name, model in models.items()
+                    }
+                cells = [f'{ms[n]:.1f}' for n in names]
+                cells += [f"{ms['fp32'] / ms[n]:.2f}x" for n in names[2:]]
+                lines.append(f'| {threads} | {scan} | {batch} | ' +
+                             ' | '.join(cells) + ' |')
+                print_log(lines[-1], logger='current')
     return lines
 
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(args.threads))
     torch.manual_seed(0)
     init_default_scope('mmpretrain')
 
@@ -217,7 +228,7 @@ def main() -> None:
     models = {'fp32': fp_model, 'fake-quant': quantized}
     for groups in args.alpha_groups:
         deployed = copy.deepcopy(quantized)
-        convert_to_deploy(deployed, 'ternary', groups)
+        convert_to_deploy(deployed, 'ternary', groups, args.fuse)
         models[f'deploy-g{groups or "all"}'] = deployed
     lines = timing_table(models, scan_contexts(args.scan_impls), args)
 
@@ -229,14 +240,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         path = osp.join(folder, 'deploy.pth')
-        size = save_deploy_checkpoint(deployed, path, 'ternary', groups)
+        size = save_deploy_checkpoint(deployed, path, 'ternary', groups,
+                                      fuse=args.fuse)
         storage = measure_storage(quantized, deployed,
                                   deploy_state_dict(deployed), size)
 
+    fused = 'fused' if args.fuse else 'unfused'
     print(f'\nVMamba-{args.arch[0].upper()} at {args.image_size}x'
-          f'{args.image_size}, {torch.get_num_threads()} threads, median of '
-          f'{args.repeats} forwards; deploy-gN has N scale groups per '
-          'projection (gall: one per channel)\n')
+          f'{args.image_size}, median of {args.repeats} forwards; deploy-gN '
+          f'has N scale groups per projection (gall: one per channel), '
+          f'blocks {fused}\n')
     print('\n'.join(lines))
     print(f'\ntop-1 against the fake-quantized model on {len(photos)} real '
           'photos: ' + '; '.join(agreement) + '\n')

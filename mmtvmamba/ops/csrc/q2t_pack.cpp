@@ -249,7 +249,9 @@ std::tuple<at::Tensor, at::Tensor> q2t_pack(
                  static_cast<float>(norm_eps)};
   }
 
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / positions);
+  // About 2^17 codes per thread at least, tens of microseconds of work, so
+  // that waking a pool thread pays off (see kInlineWork of the matmul).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / positions);
   at::parallel_for(0, rows, grain, [&](int64_t m0, int64_t m1) {
     std::vector<float> buffer(has_norm ? channels : 0);
     if (permute) {

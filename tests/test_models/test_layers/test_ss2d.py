@@ -130,3 +130,22 @@ def test_eval_with_grad_keeps_cross_scan_path(op_calls):
 
     assert op_calls == []
     assert out.requires_grad
+
+
+@requires_ext
+def test_compile_and_export_trace_ss2d():
+    ssm = build_ss2d(QUANTS['fp'])
+    x = torch.randn(2, 24, 5, 7)
+
+    with torch.no_grad():
+        expected = ssm(x)
+        compiled = torch.compile(ssm, backend='aot_eager', fullgraph=True)
+        out = compiled(x)
+        exported = torch.export.export(ssm, (x, ))
+
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            exported.module()(x), expected, rtol=0, atol=0)
+    targets = [node.target for node in exported.graph.nodes]
+    assert torch.ops.mmtvmamba.cross_selective_scan_fwd.default in targets

@@ -1,31 +1,17 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
 """SS2D with its projections running on the bitwise ternary op."""
-from typing import Optional, Tuple
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmtvmamba.models.layers import SS2D
-from mmtvmamba.models.layers.cross_scan import cross_scan
-from mmtvmamba.models.layers.ss2d import NUM_DIRECTIONS, scan_and_merge
+from mmtvmamba.models.layers.ss2d import NUM_DIRECTIONS, cross_scan_and_norm
 from mmtvmamba.quantization.weight import absmean_scale
 from .linear import DeployLinear2d, DeployTernaryLinear
 
 __all__ = ['DeploySS2D']
-
-
-def _scan_order(t: Tensor) -> Tensor:
-    """Put direction ``k`` of ``t`` (B, 4, C, H, W) in scan order ``k``.
-
-    Returns (B, 4, C, H * W) in the orders of
-    :func:`~mmtvmamba.models.layers.cross_scan`.
-    """
-    rows = t[:, 0].flatten(2)
-    cols = t[:, 1].transpose(2, 3).flatten(2)
-    rows_reversed = t[:, 2].flatten(2).flip(-1)
-    cols_reversed = t[:, 3].transpose(2, 3).flatten(2).flip(-1)
-    return torch.stack([rows, cols, rows_reversed, cols_reversed], dim=1)
 
 
 class DeploySS2D(nn.Module):
@@ -34,9 +20,12 @@ class DeploySS2D(nn.Module):
     The input and output projections become :class:`DeployLinear2d`. The
     four direction-wise x projections read the same quantized tokens in
     different orders, so they run as one projection of the row-major tokens
-    with the four weights stacked, and each direction's output is then put
-    in its scan order. The time-step projection runs per direction, because
-    its quantizer normalizes each direction's channels on their own.
+    with the four weights stacked. The time-step projection runs per
+    direction on the row-major tokens, because its quantizer normalizes
+    each direction's channels on their own. The selective scan walks each
+    direction's order itself
+    (:func:`~mmtvmamba.models.selective_scan.cross_selective_scan`), so no
+    projection output is reordered.
     Projections that the training config left in float stay in float.
     The convolution, the SSM parameters and the output norm are the trained
     modules themselves.
@@ -109,43 +98,49 @@ class DeploySS2D(nn.Module):
         return y if residual is None else y + residual
 
     def forward_core(self, x: Tensor) -> Tensor:
-        """Run the projections, the selective scan and the merge."""
-        _, _, height, width = x.shape
+        """Run the projections, the selective scan and the merge.
+
+        Returns:
+            Tensor: (B, D, H, W), a view of a channels-last float32 tensor.
+        """
+        batch, _, height, width = x.shape
+        rank, state = self.dt_rank, self.d_state
         x = x.float()
-        xs = cross_scan(x)
-        dts, Bs, Cs = self._project_x(x, xs)
-        dts = self._project_dt(dts)
-        return scan_and_merge(self, xs, dts, Bs, Cs, height, width)
+        u = x.permute(0, 2, 3, 1).contiguous()
 
-    def _project_x(self, x: Tensor,
-                   xs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        batch, d_inner, height, width = x.shape
-        k, rank, state = NUM_DIRECTIONS, self.dt_rank, self.d_state
+        x_dbl = self._project_x(x, u).view(batch, height, width,
+                                           NUM_DIRECTIONS, -1)
+        dts, Bs, Cs = torch.split(x_dbl, [rank, state, state], dim=-1)
+        deltas = self._project_dt(dts)
+        return cross_scan_and_norm(self, u, deltas, Bs, Cs)
+
+    def _project_x(self, x: Tensor, u: Tensor) -> Tensor:
+        """Return the x projections (B * L, 4 * (R + 2N)) of the row-major
+        tokens of ``x`` (B, D, H, W), whose channels-last copy is ``u``."""
         if isinstance(self.x_proj, _FloatWeight):
-            x_dbl = F.conv1d(
-                xs.reshape(batch, k * d_inner, -1),
-                self.x_proj.weight.reshape(k * (rank + 2 * state), d_inner,
-                                           1),
-                groups=k).view(batch, k, rank + 2 * state, -1)
-        else:
-            x_dbl = self.x_proj.project(x.flatten(2))
-            x_dbl = x_dbl.view(batch, height, width, k, -1)
-            x_dbl = _scan_order(x_dbl.permute(0, 3, 4, 1, 2))
-        return torch.split(x_dbl, [rank, state, state], dim=2)
+            weight = self.x_proj.weight
+            return F.linear(u.view(-1, self.d_inner),
+                            weight.reshape(-1, self.d_inner))
+        return self.x_proj.project(x.flatten(2))
 
-    def _project_dt(self, dts: Tensor) -> Tensor:
-        batch, k, rank, length = dts.shape
+    def _project_dt(self, dts: Tensor) -> List[Tensor]:
+        """Return each direction's time steps (B, H, W, D) from the
+        low-rank inputs ``dts`` (B, H, W, 4, R)."""
+        batch, height, width, k, rank = dts.shape
+        shape = (batch, height, width, self.d_inner)
         if isinstance(self.dt_projs, _FloatWeight):
-            return F.conv1d(
-                dts.reshape(batch, k * rank, length),
-                self.dt_projs.weight.reshape(k * self.d_inner, rank, 1),
-                groups=k)
-        outputs = []
+            weight = self.dt_projs.weight
+            deltas = torch.bmm(
+                dts.reshape(-1, k, rank).transpose(0, 1),
+                weight.transpose(1, 2))
+            return [delta.view(shape) for delta in deltas.unbind(0)]
+
+        deltas = []
         for direction, projection in enumerate(self.dt_projs):
-            y = projection.project(dts[:, direction])
-            y = y.view(batch, length, self.d_inner)
-            outputs.append(y.transpose(1, 2))
-        return torch.cat(outputs, dim=1)
+            # (B, R, L) view of the direction's row-major tokens.
+            tokens = dts[..., direction, :].flatten(1, 2).transpose(1, 2)
+            deltas.append(projection.project(tokens).view(shape))
+        return deltas
 
 
 class _FloatWeight(nn.Module):

@@ -38,17 +38,26 @@ precedence, for a block of code::
 
 The override is process-wide, so it also applies to other threads while
 the block runs.
+
+:func:`cross_selective_scan` runs the four-direction scan of SS2D on a
+channels-last feature map with the same choice: the fused C++ op
+:func:`mmtvmamba.ops.cross_selective_scan_fwd` where :func:`selective_scan`
+would run the fused op (see :func:`fused_scan_applies`), else the cross
+scan, :func:`selective_scan` and the cross merge.
 """
 import contextlib
 import math
 import os
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmtvmamba.ops import fused_scan_available, selective_scan_fwd
+from mmtvmamba.ops import (cross_selective_scan_fwd, fused_scan_available,
+                           selective_scan_fwd)
+from mmtvmamba.ops.cross_selective_scan_op import \
+    compose_cross_selective_scan
 
 try:
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -57,7 +66,8 @@ except ImportError:  # mamba_ssm is optional and needs CUDA.
 
 __all__ = [
     'selective_scan', 'selective_scan_ref', 'selective_scan_chunked',
-    'linear_recurrence', 'scan_impl', 'get_scan_impl', 'SCAN_IMPLS'
+    'linear_recurrence', 'scan_impl', 'get_scan_impl', 'SCAN_IMPLS',
+    'cross_selective_scan', 'fused_scan_applies'
 ]
 
 SCAN_IMPLS = ('auto', 'torch', 'fused')
@@ -322,3 +332,48 @@ def selective_scan(u: Tensor,
     if u.device.type == 'cpu' and not needs_grad and fused_scan_available():
         return selective_scan_fwd(*args)
     return selective_scan_chunked(*args)
+
+
+def fused_scan_applies(*tensors: Optional[Tensor]) -> bool:
+    """Return whether :func:`selective_scan` would run the fused C++ op.
+
+    That is the case when the setting is not ``'torch'``, every tensor is
+    on the CPU, ``mmtvmamba._ext`` is built and no gradient is needed. With
+    the setting ``'fused'`` and one of these conditions unmet, it returns
+    False, so the caller's :func:`selective_scan` raises the error.
+
+    Args:
+        *tensors (Tensor, optional): The operands of the scan and the
+            tensors they are computed from; None entries are skipped.
+
+    Returns:
+        bool: Whether the fused path applies.
+    """
+    if get_scan_impl() == 'torch':
+        return False
+    present = [t for t in tensors if t is not None]
+    if any(t.device.type != 'cpu' for t in present):
+        return False
+    return fused_scan_available() and not _needs_grad(*present)
+
+
+def cross_selective_scan(u: Tensor,
+                         deltas: Sequence[Tensor],
+                         A: Tensor,
+                         Bs: Tensor,
+                         Cs: Tensor,
+                         Ds: Optional[Tensor] = None,
+                         delta_bias: Optional[Tensor] = None,
+                         delta_softplus: bool = False) -> Tensor:
+    """Compute SS2D's four-direction scan with the implementation in effect.
+
+    Takes the arguments of :func:`mmtvmamba.ops.cross_selective_scan_fwd`
+    and returns its float32 (batch, H, W, D) output. Runs that op when
+    :func:`fused_scan_applies`, else puts the operands in scan order with
+    the cross scan, runs :func:`selective_scan` and merges the directions.
+    """
+    if fused_scan_applies(u, *deltas, A, Bs, Cs, Ds, delta_bias):
+        return cross_selective_scan_fwd(u, deltas, A, Bs, Cs, Ds, delta_bias,
+                                        delta_softplus)
+    return compose_cross_selective_scan(selective_scan, u, deltas, A, Bs, Cs,
+                                        Ds, delta_bias, delta_softplus)

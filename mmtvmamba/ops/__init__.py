@@ -1,7 +1,10 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
 """Custom ops of mmtvmamba: bitwise ternary and five-level matmul, fused
-Q2T quantization and packing, and the fused CPU forward of the selective
-scan."""
+Q2T quantization and packing, and the fused CPU forwards of the selective
+scan and of SS2D's four-direction cross selective scan."""
+from .cross_selective_scan_op import (check_cross_selective_scan_inputs,
+                                      cross_selective_scan_fwd,
+                                      cross_selective_scan_ref)
 from .extension import extension_available
 from .q2t_pack import q2t_pack, q2t_pack_reference
 from .selective_scan_op import (available_scan_isas,
@@ -19,5 +22,6 @@ __all__ = [
     'unpack_quinary', 'unpack_ternary',
     'available_scan_isas', 'check_selective_scan_inputs',
     'fused_scan_available', 'get_scan_isa', 'selective_scan_fwd',
-    'set_scan_isa'
+    'set_scan_isa', 'check_cross_selective_scan_inputs',
+    'cross_selective_scan_fwd', 'cross_selective_scan_ref'
 ]

@@ -33,10 +33,13 @@ def load_extension() -> bool:
         _warn(_FALLBACK_MESSAGE.format(error=error))
         return False
 
+    from .cross_selective_scan_op import \
+        register_fake_kernel as register_cross_scan_fake
     from .selective_scan_op import register_fake_kernel
     from .ternary_fake import register_fake_kernels
     register_fake_kernels()
     register_fake_kernel()
+    register_cross_scan_fake()
     return True
 
 

@@ -1,6 +1,7 @@
 # Copyright (c) mmtvmamba contributors. All rights reserved.
 """Tests of the deploy conversion of quantized VMamba backbones."""
 import copy
+import sys
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from mmtvmamba.deploy import (DeployLinear2d, DeploySS2D, FusedVSSBlock,
                               measure_storage, read_deploy_meta,
                               save_deploy_checkpoint)
 from mmtvmamba.models.backbones.tvmamba_vssm import TVMambaVSSM
+from mmtvmamba.ops import extension_available
 from mmtvmamba.quantization import Q2TQuantizer
 
 ARCH = dict(depths=(1, 1, 2, 1), dims=16, ssm_ratio=1.0)
@@ -170,6 +172,36 @@ def test_float_layers_stay_float():
     assert count == 2 * 5
     torch.testing.assert_close(deployed(x)[0], expected, rtol=1e-4,
                                atol=1e-4)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('layers', [None, ('fc1', 'fc2')])
+def test_scan_paths_agree(monkeypatch, layers):
+    scan_module = sys.modules['mmtvmamba.models.selective_scan']
+    fused = scan_module.cross_selective_scan_fwd
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(tuple(args[0].shape))
+        return fused(*args, **kwargs)
+
+    quant = {} if layers is None else dict(layers=layers)
+    deployed = build_backbone(**quant)
+    convert_to_deploy(deployed, 'ternary', alpha_groups=None)
+    for name, param in deployed.named_parameters():
+        if name.endswith(('A_logs', 'dt_projs_bias')):
+            param.normal_(0, 1.5)
+    x = torch.randn(2, 3, 64, 48)
+    monkeypatch.setattr(scan_module, 'cross_selective_scan_fwd', counted)
+
+    with scan_module.scan_impl('torch'):
+        expected = deployed(x)[0]
+    assert calls == []
+    out = deployed(x)[0]
+
+    # One cross selective scan per block when the extension is built.
+    assert len(calls) == (5 if extension_available() else 0)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
 @torch.no_grad()

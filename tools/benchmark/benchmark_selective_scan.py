@@ -5,7 +5,11 @@ Prints, per stage shape, the median forward time of the sequential
 reference, the chunked pure-PyTorch scan and the fused C++ op
 (``mmtvmamba.ops.selective_scan_fwd``, forward only), then the median
 forward+backward time of the reference and the chunked scan, all measured
-in the same run. With ``--model`` it also times a whole TVMambaVSSM
+in the same run. A second table times SS2D's four-direction scan on the
+same stages: the cross scan, the fused op and the cross merge as separate
+steps against the fused cross selective scan op
+(``mmtvmamba.ops.cross_selective_scan_fwd``), which walks the four
+directions itself. With ``--model`` it also times a whole TVMambaVSSM
 forward pass with the chunked and with the fused scan.
 
 Example:
@@ -20,10 +24,12 @@ import time
 import torch
 
 from mmtvmamba.models import TVMambaVSSM
+from mmtvmamba.models.layers import cross_merge, cross_scan
 from mmtvmamba.models.selective_scan import (scan_impl,
                                              selective_scan_chunked,
                                              selective_scan_ref)
-from mmtvmamba.ops import get_scan_isa, selective_scan_fwd
+from mmtvmamba.ops import (cross_selective_scan_fwd, get_scan_isa,
+                           selective_scan_fwd)
 from mmtvmamba.ops.extension import extension_available
 
 # (name, batch, channels = 4 directions * d_inner, tokens) of VMamba-T's
@@ -34,6 +40,16 @@ SHAPES = [
     ('stage3 224', 1, 4 * 384, 14 * 14),
     ('stage4 224', 1, 4 * 768, 7 * 7),
     ('stage1 512x320', 2, 4 * 96, 128 * 80),
+]
+
+# (name, batch, d_inner, H, W) of the four-direction scans of the same
+# stages.
+CROSS_SHAPES = [
+    ('stage1 224', 1, 96, 56, 56),
+    ('stage2 224', 1, 192, 28, 28),
+    ('stage3 224', 1, 384, 14, 14),
+    ('stage4 224', 1, 768, 7, 7),
+    ('stage1 512x320', 2, 96, 128, 80),
 ]
 
 
@@ -75,10 +91,10 @@ def fused_forward_seconds(inputs, repeats):
         return median_seconds(selective_scan_fwd, inputs, False, repeats)
 
 
-def format_ms(seconds, width):
+def format_ms(seconds, width, digits=1):
     if seconds is None:
         return f'{"n/a":>{width}}'
-    return f'{seconds * 1e3:>{width}.1f}'
+    return f'{seconds * 1e3:>{width}.{digits}f}'
 
 
 def format_ratio(numerator, denominator, width):
@@ -116,6 +132,54 @@ def time_scans(repeats, backward):
               f'{format_ms(fused, 11)}{format_ratio(chunked, fused, 13)}'
               f'{format_ms(ref_fb, 10)}{format_ms(chunked_fb, 11)}'
               f'{format_ratio(ref_fb, chunked_fb, 11)}')
+
+
+def make_cross_inputs(batch, channels, height, width):
+    """Return channels-last operands of the cross selective scan, N = 1."""
+    shape = (batch, height, width, channels)
+    return dict(
+        u=torch.randn(shape),
+        deltas=[torch.randn(shape) for _ in range(4)],
+        A=-torch.rand(4 * channels, 1),
+        Bs=torch.randn(batch, height, width, 4, 1),
+        Cs=torch.randn(batch, height, width, 4, 1),
+        Ds=torch.randn(4 * channels),
+        delta_bias=torch.randn(4 * channels))
+
+
+def split_cross_scan(u, deltas, A, Bs, Cs, Ds, delta_bias, delta_softplus):
+    """Run SS2D's scan as separate steps, as SS2D did before the fused
+    cross selective scan: reorder the feature map with cross_scan, run the
+    fused selective scan op and sum the directions with cross_merge.
+
+    The time steps, B and C are taken as already in scan order, so only
+    the reordering of the input and the merge of the output are timed.
+    """
+    batch, height, width, channels = u.shape
+    length = height * width
+    xs = cross_scan(u.permute(0, 3, 1, 2))
+    ys = selective_scan_fwd(
+        xs.reshape(batch, 4 * channels, length),
+        torch.cat([d.view(batch, channels, length) for d in deltas], 1), A,
+        Bs.view(batch, 4, 1, length), Cs.view(batch, 4, 1, length), Ds,
+        delta_bias, delta_softplus)
+    return cross_merge(ys.view(batch, 4, channels, length), height, width)
+
+
+def time_cross_scans(repeats):
+    """Print the per-stage times of the split and the fused cross scan."""
+    print(f'\n{"shape":<16}{"B x H x W x D":>18}{"split ms":>10}'
+          f'{"cross op ms":>13}{"split/cross":>13}')
+    with torch.no_grad():
+        for name, batch, channels, height, width in CROSS_SHAPES:
+            inputs = make_cross_inputs(batch, channels, height, width)
+            split = median_seconds(split_cross_scan, inputs, False, repeats)
+            fused = median_seconds(cross_selective_scan_fwd, inputs, False,
+                                   repeats)
+            size = f'{batch}x{height}x{width}x{channels}'
+            print(f'{name:<16}{size:>18}{format_ms(split, 10, 2)}'
+                  f'{format_ms(fused, 13, 2)}'
+                  f'{format_ratio(split, fused, 13)}')
 
 
 def time_model(arch, size, repeats):
@@ -166,6 +230,8 @@ def main():
     print(f'threads: {torch.get_num_threads()}, repeats: {args.repeats}, '
           f'fused kernel: {kernel}, times in ms (median)')
     time_scans(args.repeats, not args.forward_only)
+    if extension_available():
+        time_cross_scans(args.repeats)
     if args.model:
         time_model(args.arch, args.size, args.repeats)
 

@@ -10,7 +10,7 @@ scan directions; their ternary fake-quantization is applied where they are
 used.
 """
 import math
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -18,11 +18,12 @@ from torch import Tensor, nn
 
 from mmtvmamba.quantization import (QuantConfig, TernaryLinear2d,
                                     build_act_quantizer, fake_quant_weight)
-from ..selective_scan import selective_scan
+from ..selective_scan import (cross_selective_scan, fused_scan_applies,
+                              selective_scan)
 from .cross_scan import cross_merge, cross_scan
 from .norm import LayerNorm2d
 
-__all__ = ['SS2D', 'scan_and_merge']
+__all__ = ['SS2D', 'scan_and_merge', 'cross_scan_and_norm']
 
 NUM_DIRECTIONS = 4
 
@@ -122,7 +123,18 @@ class SS2D(nn.Module):
         return self.out_proj(y)
 
     def forward_core(self, x: Tensor) -> Tensor:
-        """Run the cross scan, the projections and the selective scan."""
+        """Run the cross scan, the projections and the selective scan.
+
+        In eval mode, where the fused selective scan applies (CPU,
+        ``mmtvmamba._ext`` built, no gradient needed, see
+        :func:`~mmtvmamba.models.selective_scan.fused_scan_applies`), this
+        runs :meth:`forward_core_channels_last`. Otherwise, and always in
+        training mode (also for a calibration pass without gradients), it
+        makes the four reordered copies of the cross scan.
+        """
+        if not self.training and fused_scan_applies(x, *self.parameters()):
+            return self.forward_core_channels_last(x)
+
         batch, d_inner, height, width = x.shape
         length = height * width
         k, rank, state = NUM_DIRECTIONS, self.dt_rank, self.d_state
@@ -150,6 +162,54 @@ class SS2D(nn.Module):
             dts, dt_projs_weight.reshape(k * d_inner, rank, 1), groups=k)
 
         y = scan_and_merge(self, xs, dts, Bs, Cs, height, width)
+        return y.to(x.dtype)
+
+    def forward_core_channels_last(self, x: Tensor) -> Tensor:
+        """Compute :meth:`forward_core` on tokens in row-major order.
+
+        The projections are per token, so projecting the row-major tokens
+        once with the four directions' x projection weights stacked gives
+        every direction's projections indexed by position, and so does one
+        batched dt projection. The activation quantizers normalize each
+        token on its own (per direction group for the dt projection), so
+        they give the same values in any token order.
+        :func:`~mmtvmamba.models.selective_scan.cross_selective_scan` then
+        walks the four scan orders itself.
+
+        Returns:
+            Tensor: (B, D, H, W), a view of a channels-last tensor.
+        """
+        batch, d_inner, height, width = x.shape
+        length = height * width
+        k, rank, state = NUM_DIRECTIONS, self.dt_rank, self.d_state
+        u = x.permute(0, 2, 3, 1).contiguous()
+
+        x_proj_input = u
+        if self.x_proj_act_quant is not None:
+            x_proj_input = self.x_proj_act_quant(x).permute(0, 2, 3, 1)
+        x_proj_weight = fake_quant_weight(self.x_proj_weight, self.quant,
+                                          'x_proj')
+        x_dbl = F.linear(
+            x_proj_input.reshape(batch * length, d_inner),
+            x_proj_weight.reshape(k * (rank + 2 * state), d_inner))
+        x_dbl = x_dbl.view(batch, height, width, k, rank + 2 * state)
+        dts, Bs, Cs = torch.split(x_dbl, [rank, state, state], dim=-1)
+
+        # The quantizer expects (B, K * R, L) with channels on axis 1.
+        dts = dts.reshape(batch, length, k * rank)
+        if self.dt_projs_act_quant is not None:
+            dts = self.dt_projs_act_quant(dts.transpose(1, 2)).transpose(1, 2)
+        dt_projs_weight = fake_quant_weight(self.dt_projs_weight, self.quant,
+                                            'dt_proj')
+        deltas = torch.bmm(
+            dts.reshape(batch * length, k, rank).transpose(0, 1),
+            dt_projs_weight.transpose(1, 2))
+        deltas = [
+            delta.view(batch, height, width, d_inner)
+            for delta in deltas.unbind(0)
+        ]
+
+        y = cross_scan_and_norm(self, u, deltas, Bs, Cs)
         return y.to(x.dtype)
 
 
@@ -182,3 +242,36 @@ def scan_and_merge(ssm: nn.Module, xs: Tensor, dts: Tensor, Bs: Tensor,
         delta_softplus=True)
     y = cross_merge(ys.view(batch, k, d_inner, length), height, width)
     return ssm.out_norm(y.view(batch, d_inner, height, width))
+
+
+def cross_scan_and_norm(ssm: nn.Module, u: Tensor, deltas: List[Tensor],
+                        Bs: Tensor, Cs: Tensor) -> Tensor:
+    """Run the four-direction selective scan on channels-last operands and
+    normalize the merged output.
+
+    Args:
+        ssm (nn.Module): An SS2D-like module with ``A_logs``, ``Ds``,
+            ``dt_projs_bias`` and ``out_norm``.
+        u (Tensor): Input (B, H, W, D).
+        deltas (list[Tensor]): Time steps of each direction before the
+            bias, (B, H, W, D) each, indexed by position.
+        Bs (Tensor): Input matrices (B, H, W, 4, N) by position.
+        Cs (Tensor): Output matrices (B, H, W, 4, N) by position.
+
+    Returns:
+        Tensor: The normalized merged output (B, D, H, W), a view of a
+        channels-last float32 tensor.
+    """
+    y = cross_selective_scan(
+        u,
+        deltas,
+        -torch.exp(ssm.A_logs.float()),
+        Bs,
+        Cs,
+        ssm.Ds.float(),
+        delta_bias=ssm.dt_projs_bias.view(-1).float(),
+        delta_softplus=True)
+    norm = ssm.out_norm
+    y = F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias,
+                     norm.eps)
+    return y.permute(0, 3, 1, 2)

@@ -3,8 +3,9 @@
 // Registration of the torch.ops.mmtvmamba ops. The registrations run when
 // the shared library is loaded, so `import mmtvmamba._ext` makes the ops
 // available; the Python module itself is empty. Fake (meta) kernels are
-// registered from Python in mmtvmamba/ops/ternary_fake.py and
-// mmtvmamba/ops/selective_scan_op.py.
+// registered from Python in mmtvmamba/ops/ternary_fake.py,
+// mmtvmamba/ops/selective_scan_op.py and
+// mmtvmamba/ops/cross_selective_scan_op.py.
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "cross_selective_scan_op.h"
 #include "selective_scan.h"
 #include "selective_scan_op.h"
 #include "ternary.h"
@@ -87,6 +89,10 @@ TORCH_LIBRARY(mmtvmamba, m) {
       "selective_scan_fwd(Tensor u, Tensor delta, Tensor A, Tensor B, "
       "Tensor C, Tensor? D=None, Tensor? delta_bias=None, "
       "bool delta_softplus=False) -> Tensor");
+  m.def(
+      "cross_selective_scan_fwd(Tensor u, Tensor[] deltas, Tensor A, "
+      "Tensor Bs, Tensor Cs, Tensor? Ds=None, Tensor? delta_bias=None, "
+      "bool delta_softplus=False) -> Tensor");
   m.def("selective_scan_isa() -> str", &mmtvmamba::selective_scan_isa);
   m.def("set_selective_scan_isa(str name) -> str",
         &mmtvmamba::set_selective_scan_isa);
@@ -104,13 +110,17 @@ TORCH_LIBRARY_IMPL(mmtvmamba, CPU, m) {
   m.impl("quinary_mm", &mmtvmamba::quinary_mm);
   m.impl("q2t_pack", &mmtvmamba::q2t_pack);
   m.impl("selective_scan_fwd", &mmtvmamba::selective_scan_fwd);
+  m.impl("cross_selective_scan_fwd", &mmtvmamba::cross_selective_scan_fwd);
 }
 
-// selective_scan_fwd has no backward. This kernel lets the forward run and
-// makes a later backward through its output raise a "not implemented"
-// error, instead of silently treating the output as a constant.
+// The selective scan ops have no backward. This kernel lets the forward
+// run and makes a later backward through its output raise a "not
+// implemented" error, instead of silently treating the output as a
+// constant.
 TORCH_LIBRARY_IMPL(mmtvmamba, Autograd, m) {
   m.impl("selective_scan_fwd",
+         torch::autograd::autogradNotImplementedFallback());
+  m.impl("cross_selective_scan_fwd",
          torch::autograd::autogradNotImplementedFallback());
 }
 

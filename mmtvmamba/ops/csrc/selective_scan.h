@@ -11,6 +11,7 @@
 // softplus(x) is x for x > 20 and log1p(exp(x)) otherwise, as in PyTorch.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -71,6 +72,12 @@ inline ScanRow scan_row(const ScanArgs& args, int64_t r) {
           args.y + r * args.length,
           args.d != nullptr ? args.d[channel] : 0.0f,
           args.delta_bias != nullptr ? args.delta_bias[channel] : 0.0f};
+}
+
+// PyTorch's softplus with beta 1 and threshold 20, for the portable
+// kernels.
+inline float softplus_scalar(float x) {
+  return x > 20.0f ? x : std::log1p(std::exp(x));
 }
 
 // Compute rows [r0, r1) of args. The AVX-512 kernel exists only where it is

@@ -23,75 +23,11 @@
 
 #if MMTVMAMBA_SCAN_AVX512
 
-// GCC 12 reports a false -Wmaybe-uninitialized on the _mm512_undefined_*()
-// pass-through operand of many unmasked intrinsics once they are inlined.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
-#include "simd_math.h"
+#include "scan_math_avx512.h"
 
 namespace mmtvmamba {
 
 namespace {
-
-using simd::exp_ps;
-
-constexpr int64_t kLanes = 16;
-constexpr __mmask16 kAllLanes = 0xFFFF;
-
-constexpr float kLn2 = 0.6931472f;
-
-// Inputs above this are returned unchanged by PyTorch's softplus.
-constexpr float kSoftplusThreshold = 20.0f;
-
-MMTVMAMBA_AVX512F inline __mmask16 tail_mask(int64_t left) {
-  return left >= kLanes ? kAllLanes
-                        : static_cast<__mmask16>((1u << left) - 1u);
-}
-
-// Compute log1p(z) for z in [0, 1]. Write 1 + z = 2^e * (1 + f). For
-// z <= 0.5, e = 0 and f = z. Above, e = 1 and f = (z - 1) / 2, which is
-// exact because z - 1 is exact for z in [0.5, 1] (Sterbenz's lemma). So f
-// lies in [-0.25, 0.5] with no rounding error, and
-// log1p(f) = 2 * atanh(s) with s = f / (2 + f), |s| <= 0.2, is summed up to
-// s^11. That leaves a truncation error below 1e-9 relative, and the small
-// results for tiny z keep their relative accuracy.
-MMTVMAMBA_AVX512F inline __m512 log1p_unit_ps(__m512 z) {
-  const __mmask16 upper =
-      _mm512_cmp_ps_mask(z, _mm512_set1_ps(0.5f), _CMP_GT_OQ);
-  const __m512 f = _mm512_mask_fmadd_ps(z, upper, _mm512_set1_ps(0.5f),
-                                        _mm512_set1_ps(-0.5f));
-  const __m512 e_ln2 = _mm512_maskz_mov_ps(upper, _mm512_set1_ps(kLn2));
-
-  const __m512 s = _mm512_div_ps(f, _mm512_add_ps(_mm512_set1_ps(2.0f), f));
-  const __m512 s2 = _mm512_mul_ps(s, s);
-  __m512 q = _mm512_set1_ps(1.0f / 11.0f);
-  q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 9.0f));
-  q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 7.0f));
-  q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 5.0f));
-  q = _mm512_fmadd_ps(q, s2, _mm512_set1_ps(1.0f / 3.0f));
-  const __m512 two_s = _mm512_add_ps(s, s);
-  const __m512 log1p_f = _mm512_fmadd_ps(_mm512_mul_ps(two_s, s2), q, two_s);
-  return _mm512_add_ps(e_ln2, log1p_f);
-}
-
-// Compute PyTorch's softplus: x for x > 20, else log1p(exp(x)), evaluated
-// as max(x, 0) + log1p(exp(-|x|)) so that exp never overflows.
-MMTVMAMBA_AVX512F inline __m512 softplus_ps(__m512 x) {
-  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
-  const __m512 minus_abs = _mm512_castsi512_ps(
-      _mm512_or_si512(_mm512_castps_si512(x), sign));
-  // x is the second operand, so NaN propagates.
-  const __m512 positive = _mm512_max_ps(_mm512_setzero_ps(), x);
-  const __m512 smooth =
-      _mm512_add_ps(positive, log1p_unit_ps(exp_ps(minus_abs)));
-
-  const __mmask16 large = _mm512_cmp_ps_mask(
-      x, _mm512_set1_ps(kSoftplusThreshold), _CMP_GT_OQ);
-  return _mm512_mask_blend_ps(large, smooth, x);
-}
 
 // Return v moved up by kShift lanes, so lane i contains v[i - kShift] for
 // i >= kShift. Lanes below kShift contain zeros that the caller masks out.

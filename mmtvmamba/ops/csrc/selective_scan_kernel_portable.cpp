@@ -17,11 +17,6 @@ namespace mmtvmamba {
 
 namespace {
 
-// PyTorch's softplus with beta 1 and threshold 20.
-inline float softplus(float x) {
-  return x > 20.0f ? x : std::log1p(std::exp(x));
-}
-
 void scan_row_portable(const ScanRow& row, int64_t length, int64_t states,
                        bool delta_softplus, float* state) {
   for (int64_t n = 0; n < states; ++n) {
@@ -31,7 +26,7 @@ void scan_row_portable(const ScanRow& row, int64_t length, int64_t states,
   for (int64_t t = 0; t < length; ++t) {
     float dt = row.delta[t] + row.delta_bias;
     if (delta_softplus) {
-      dt = softplus(dt);
+      dt = softplus_scalar(dt);
     }
     const float du = dt * row.u[t];
 

@@ -16,14 +16,7 @@
 #include "ternary.h"
 
 #if MMTVMAMBA_X86_KERNELS
-// GCC 12 reports a false -Wmaybe-uninitialized on the _mm512_undefined_*()
-// pass-through operand of many unmasked intrinsics once they are inlined.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-
-#include "simd_math.h"
+#include "scan_math_avx512.h"
 #endif
 
 namespace mmtvmamba {
@@ -70,7 +63,7 @@ MMTVMAMBA_AVX512F inline __m512 erf_ps(__m512 z) {
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  const __m512 decay = simd::exp_ps(
+  const __m512 decay = exp_ps(
       _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), magnitude), magnitude));
   const __m512 erf_abs = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), decay,
                                           _mm512_set1_ps(1.0f));

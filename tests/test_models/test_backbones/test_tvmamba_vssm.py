@@ -210,14 +210,15 @@ def test_rejects_non_image_input():
     not extension_available(), reason='mmtvmamba._ext is not built')
 def test_fused_scan_matches_torch_scan(monkeypatch):
     scan_module = sys.modules['mmtvmamba.models.selective_scan']
-    fused = scan_module.selective_scan_fwd
+    fused = scan_module.cross_selective_scan_fwd
     fused_calls = []
 
     def counted_fused(*args, **kwargs):
         fused_calls.append(args[0].shape)
         return fused(*args, **kwargs)
 
-    monkeypatch.setattr(scan_module, 'selective_scan_fwd', counted_fused)
+    monkeypatch.setattr(scan_module, 'cross_selective_scan_fwd',
+                        counted_fused)
     torch.manual_seed(0)
     model = TVMambaVSSM(
         arch=dict(depths=(1, 1, 2, 1), dims=16, ssm_ratio=1.0)).eval()
@@ -235,9 +236,9 @@ def test_fused_scan_matches_torch_scan(monkeypatch):
         with scan_impl('fused'):
             outs = model(image)
 
-    # The model runs one scan per block. Stage 1 has 4 directions x 16
-    # channels.
+    # The model runs one cross selective scan per block, on channels-last
+    # tokens. Stage 1 has 16 x 16 tokens of 16 channels.
     assert len(fused_calls) == 5
-    assert fused_calls[0] == (2, 4 * 16, 16 * 16)
+    assert fused_calls[0] == (2, 16, 16, 16)
     for out, ref in zip(outs, expected):
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

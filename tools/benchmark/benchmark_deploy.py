@@ -153,17 +153,23 @@ def calibrate(model: torch.nn.Module, photos: torch.Tensor) -> None:
     model.eval()
 
 
-def time_forward(model: torch.nn.Module, inputs: torch.Tensor,
-                 repeats: int) -> float:
-    """Return the median seconds of a forward in ``'tensor'`` mode."""
+def time_forwards(models: Dict[str, torch.nn.Module], inputs: torch.Tensor,
+                  repeats: int) -> Dict[str, float]:
+    """Return the median seconds of a ``'tensor'`` mode forward per model.
+
+    The models take turns within every repeat, so a slow phase of a shared
+    machine slows all of them instead of one.
+    """
+    times = {name: [] for name in models}
     with torch.no_grad():
-        model(inputs, mode='tensor')
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+        for model in models.values():
             model(inputs, mode='tensor')
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for _ in range(repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(inputs, mode='tensor')
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def scan_contexts(requested) -> Dict[str, object]:
@@ -201,11 +207,9 @@ def timing_table(models: Dict[str, torch.nn.Module], contexts: dict,
                 inputs = torch.randn(batch, 3, args.image_size,
                                      args.image_size)
                 with context():
-                    ms = {
-                        name: 1e3 * time_forward(model, inputs,
-                                                 args.repeats) / batch
-                        for name, model in models.items()
-                    }
+                    seconds = time_forwards(models, inputs, args.repeats)
+                ms = {name: 1e3 * value / batch
+                      for name, value in seconds.items()}
                 cells = [f'{ms[n]:.1f}' for n in names]
                 cells += [f"{ms['fp32'] / ms[n]:.2f}x" for n in names[2:]]
                 lines.append(f'| {threads} | {scan} | {batch} | ' +

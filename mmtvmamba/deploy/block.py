@@ -35,9 +35,10 @@ class FusedVSSBlock(nn.Module):
 def fuse_vss_block(block: VSSBlock) -> nn.Module:
     """Fuse the float steps of a deployed block into its projections.
 
-    ``norm`` moves into the SS2D input projection and ``norm2`` into
-    ``mlp.fc1``, whose LayerNorm then runs inside the quantize-and-pack op,
-    and the MLP's GELU moves into the epilogue of ``mlp.fc1``. Each fused
+    ``norm`` moves into the SS2D input projection, SS2D's ``out_norm`` into
+    its output projection and ``norm2`` into ``mlp.fc1``, whose LayerNorms
+    then run inside the quantize-and-pack op, and the MLP's GELU moves into
+    the epilogue of ``mlp.fc1``. Each fused
     module is replaced by :class:`nn.Identity`. Steps next to a projection
     that stayed in float are left as they are. When everything was fused
     and ``mlp.fc2`` is deployed, the block becomes a
@@ -57,6 +58,8 @@ def fuse_vss_block(block: VSSBlock) -> nn.Module:
         op.in_proj.fuse_norm(block.norm)
         block.norm = nn.Identity()
         fused += 1
+    if isinstance(op, DeploySS2D):
+        op.fuse_out_norm()
 
     mlp = block.mlp
     if isinstance(mlp.fc1, DeployLinear2d):

@@ -86,6 +86,20 @@ class DeploySS2D(nn.Module):
                 weight_scale=scale,
                 **options) for k in range(NUM_DIRECTIONS))
 
+    def fuse_out_norm(self) -> bool:
+        """Move ``out_norm`` into the quantize-and-pack step of a deployed
+        ``out_proj``, so the normalized scan output is never written.
+
+        Returns:
+            bool: Whether it was fused; a float ``out_proj`` keeps it.
+        """
+        if self.out_norm is None or not isinstance(self.out_proj,
+                                                   DeployLinear2d):
+            return False
+        self.out_proj.fuse_norm(self.out_norm)
+        self.out_norm = None
+        return True
+
     def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
         """Mix ``x`` of shape (B, C, H, W); the output has the same shape.
         ``residual`` of that shape is added to the output; a deployed output

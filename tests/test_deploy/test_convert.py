@@ -87,6 +87,8 @@ def test_fused_blocks_match_unfused():
     assert isinstance(block, FusedVSSBlock)
     assert isinstance(block.mlp.act, torch.nn.Identity)
     assert block.op.in_proj.norm is not None
+    assert block.op.out_norm is None
+    assert block.op.out_proj.norm is not None
     assert block.mlp.fc1.activation == 'gelu'
     assert isinstance(unfused.layers[1].blocks[0].mlp.act, torch.nn.GELU)
     torch.testing.assert_close(fused(x)[0], unfused(x)[0], rtol=1e-4,
@@ -236,7 +238,7 @@ def test_float16_keeps_projection_scales():
     # A fused LayerNorm sets codes, so it keeps float32 like the scales.
     assert state['layers.0.blocks.0.mlp.fc1.norm.weight'].dtype == (
         torch.float32)
-    assert state['layers.0.blocks.0.op.out_norm.weight'].dtype == (
+    assert state['layers.0.blocks.0.op.conv2d.weight'].dtype == (
         torch.float16)
     assert state['layers.0.blocks.0.mlp.fc1.three.weight'].dtype == (
         torch.int32)

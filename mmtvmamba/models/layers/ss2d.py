@@ -251,7 +251,8 @@ def cross_scan_and_norm(ssm: nn.Module, u: Tensor, deltas: List[Tensor],
 
     Args:
         ssm (nn.Module): An SS2D-like module with ``A_logs``, ``Ds``,
-            ``dt_projs_bias`` and ``out_norm``.
+            ``dt_projs_bias`` and ``out_norm``, a LayerNorm, or None where
+            the output projection applies it.
         u (Tensor): Input (B, H, W, D).
         deltas (list[Tensor]): Time steps of each direction before the
             bias, (B, H, W, D) each, indexed by position.
@@ -272,6 +273,7 @@ def cross_scan_and_norm(ssm: nn.Module, u: Tensor, deltas: List[Tensor],
         delta_bias=ssm.dt_projs_bias.view(-1).float(),
         delta_softplus=True)
     norm = ssm.out_norm
-    y = F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias,
-                     norm.eps)
+    if norm is not None:
+        y = F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias,
+                         norm.eps)
     return y.permute(0, 3, 1, 2)

@@ -270,5 +270,9 @@ class TVMambaVSSM(BaseModule):
             x = layer.blocks(x)
             if i in self.out_indices:
                 outs.append(getattr(self, f'outnorm{i}')(x))
-            x = layer.downsample(x)
+            # The blocks return channels-last memory. PyTorch (2.14, oneDNN)
+            # then copies the stride-2 convolution's weight to channels-last
+            # on every call, and the last one (768 x 384 x 3 x 3) ran 2-5x
+            # slower on one or two Zen 4 cores than with NCHW input.
+            x = layer.downsample(x.contiguous())
         return tuple(outs)

@@ -14,6 +14,7 @@
 
 #include "cross_selective_scan.h"
 #include "cross_selective_scan_op.h"
+#include "parallel_tasks.h"
 #include "selective_scan.h"
 
 namespace mmtvmamba {
@@ -198,7 +199,15 @@ at::Tensor cross_selective_scan_fwd(const at::Tensor& u,
   const int64_t grain = std::max<int64_t>(1, kChunkUpdates / task_updates);
 
   const bool simd = active_scan_isa() == ScanIsa::kAvx512;
-  at::parallel_for(0, tasks, grain, [&](int64_t t0, int64_t t1) {
+  // Below grain tasks the call runs inline; above, in chunks small enough
+  // that each thread gets several.
+  const int64_t chunk_tasks =
+      tasks <= grain
+          ? tasks
+          : std::max<int64_t>(1, tasks / (4 * at::get_num_threads()));
+  run_tasks(at::divup(tasks, chunk_tasks), [&](int64_t chunk) {
+    const int64_t t0 = chunk * chunk_tasks;
+    const int64_t t1 = std::min(tasks, t0 + chunk_tasks);
     if (simd) {
       cross_scan_tasks_avx512(args, t0, t1);
     } else {

@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "parallel_tasks.h"
 #include "q2t_pack.h"
 #include "ternary_ops.h"
 
@@ -249,10 +250,18 @@ std::tuple<at::Tensor, at::Tensor> q2t_pack(
                  static_cast<float>(norm_eps)};
   }
 
-  // About 2^17 codes per thread at least, tens of microseconds of work, so
-  // that waking a pool thread pays off (see kInlineWork of the matmul).
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 17) / positions);
-  at::parallel_for(0, rows, grain, [&](int64_t m0, int64_t m1) {
+  // Calls of fewer than 2^17 codes, tens of microseconds of work, run
+  // inline because waking a pool thread would not pay off (see kInlineWork
+  // of the matmul); larger ones run in tasks small enough that each thread
+  // gets several.
+  const int64_t task_rows =
+      rows * positions <= (int64_t{1} << 17)
+          ? rows
+          : std::max<int64_t>({int64_t{1}, (int64_t{1} << 15) / positions,
+                               rows / (4 * at::get_num_threads())});
+  run_tasks(at::divup(rows, task_rows), [&](int64_t t) {
+    const int64_t m0 = t * task_rows;
+    const int64_t m1 = std::min(rows, m0 + task_rows);
     std::vector<float> buffer(has_norm ? channels : 0);
     if (permute) {
       std::vector<uint8_t> codes(args.table_chunks * kTableChannels, 0);

@@ -2,7 +2,6 @@
 //
 // Input validation, blocking and threading of the ternary ops.
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -12,6 +11,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Optional.h>
 
+#include "parallel_tasks.h"
 #include "ternary.h"
 #include "ternary_ops.h"
 
@@ -247,19 +247,12 @@ void run_blocks(const MatmulArgs& args, const float* k_scale = nullptr,
     row_block /= 2;
   }
 
-  // Threads take tasks from a shared counter instead of fixed ranges, so a
-  // thread that the OS preempts (other processes on the same cores) delays
-  // only the task it holds.
   const int64_t row_blocks = at::divup(args.m, row_block);
-  const int64_t tasks = count_tasks();
-  std::atomic<int64_t> next_task{0};
-  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
-    for (int64_t t = next_task++; t < tasks; t = next_task++) {
-      const int64_t m0 = (t % row_blocks) * row_block;
-      const int64_t n0 = (t / row_blocks) * col_block;
-      run(m0, std::min(args.m, m0 + row_block), n0,
-          std::min(args.n, n0 + col_block));
-    }
+  run_tasks(count_tasks(), [&](int64_t t) {
+    const int64_t m0 = (t % row_blocks) * row_block;
+    const int64_t n0 = (t / row_blocks) * col_block;
+    run(m0, std::min(args.m, m0 + row_block), n0,
+        std::min(args.n, n0 + col_block));
   });
 }
 

@@ -258,7 +258,7 @@ class DeployTernaryLinear(nn.Module):
             raise RuntimeError('deployed projection has no input channels')
 
         # Each part adds the previous parts' output as its residual, so the
-        # bias enters once and the activation sees the full sum.
+        # bias is added once and the activation applies to the full sum.
         x = x.float()
         out, bias = residual, self.bias
         for i, part in enumerate(parts):

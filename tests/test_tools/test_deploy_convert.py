@@ -22,8 +22,8 @@ def load_script():
 
 def test_build_model_uses_config_data_preprocessor():
     # The config sets mean and std only at its top level, as mmpretrain
-    # configs do; the parity check must see the normalized images that
-    # tools/test.py feeds the model.
+    # configs do. The parity check must get the same normalized images that
+    # tools/test.py gives the model.
     cfg = Config.fromfile(CONFIG)
     init_default_scope('mmpretrain')
 

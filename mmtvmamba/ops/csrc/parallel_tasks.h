@@ -10,12 +10,12 @@
 
 namespace mmtvmamba {
 
-// Run fn(t) for every task t in [0, count) on the torch thread pool. Threads
-// take tasks from a shared counter instead of fixed ranges, so a thread that
-// wakes late or that the OS preempts (other processes on the same cores)
-// delays only the task it holds; the other threads take the rest. Runs
-// every task on the calling thread when count is 1 or less, or when the
-// pool has one thread.
+// Run fn(t) for every task t in [0, count) on the torch thread pool.
+// Threads take tasks from a shared counter instead of fixed ranges. A thread
+// that wakes late, or that the OS preempts for other processes, then delays
+// only the task it is running, because the other threads take the rest.
+// Every task runs on the calling thread when count is 1 or less, or when
+// the pool has one thread.
 template <typename Fn>
 void run_tasks(int64_t count, const Fn& fn) {
   if (count <= 1 || at::get_num_threads() == 1) {

@@ -250,10 +250,10 @@ std::tuple<at::Tensor, at::Tensor> q2t_pack(
                  static_cast<float>(norm_eps)};
   }
 
-  // Calls of fewer than 2^17 codes, tens of microseconds of work, run
-  // inline because waking a pool thread would not pay off (see kInlineWork
-  // of the matmul); larger ones run in tasks small enough that each thread
-  // gets several.
+  // Calls of fewer than 2^17 codes (tens of microseconds of work) run
+  // inline, because waking a pool thread would cost more than it saves, as
+  // for kInlineWork of the matmul. Larger calls run in tasks small enough
+  // that each thread gets several.
   const int64_t task_rows =
       rows * positions <= (int64_t{1} << 17)
           ? rows

@@ -56,11 +56,12 @@ struct PackArgs {
   const float* half_alpha;
   const float* upper_alpha;
   int64_t positions, kd;
-  // Data of the permute path, or null permute_index when it does not apply:
-  // the thresholds in channel order (+inf for channels without a position,
-  // padded to table_chunks * 128 channels), the low 7 bits of each
-  // position's channel, and per 64-position chunk and 128-channel table
-  // chunk the mask of the positions whose channel lies in that table chunk.
+  // Data of the permute path; permute_index is null when the path does not
+  // apply. The thresholds are in channel order, +inf for channels without a
+  // position, padded to table_chunks * 128 channels. permute_index holds the
+  // low 7 bits of each position's channel. chunk_masks has, per 64-position
+  // chunk and 128-channel table, the positions whose channel is in that
+  // table.
   const float* channel_half_alpha;
   const float* channel_upper_alpha;
   const uint8_t* permute_index;
@@ -144,12 +145,12 @@ inline void store_words(const PackArgs& args, int64_t m, int64_t w, uint32_t nz,
   }
 }
 
-// Quantize and pack tokens [m0, m1). buffer holds `channels` floats for a
-// fused LayerNorm. The AVX-512 paths exist only where they are compiled:
-// pack_tokens_avx512 gathers each position's channel; pack_tokens_permute
-// (AVX-512 VBMI, only with args.permute_index) computes the codes in
-// channel order and moves them to position order with byte permutes, and
-// needs `codes`, a zeroed buffer of table_chunks * 128 bytes.
+// Quantize and pack tokens [m0, m1). `buffer` has room for `channels`
+// floats, used by a fused LayerNorm. The AVX-512 paths exist only where
+// they are compiled. pack_tokens_avx512 gathers each position's channel.
+// pack_tokens_permute (AVX-512 VBMI, only with args.permute_index) computes
+// the codes in channel order and moves them to position order with byte
+// permutes; `codes` is a zeroed buffer of table_chunks * 128 bytes.
 void pack_tokens_portable(const PackArgs& args, int64_t m0, int64_t m1,
                           float* buffer);
 void pack_tokens_avx512(const PackArgs& args, int64_t m0, int64_t m1,

@@ -14,8 +14,11 @@ deploy layout therefore
 3. gives each word the mean ``alpha`` of its group as the kernel's K scale.
 
 Channels still round with their own ``alpha``, so only the scale that
-multiplies a code is approximated. With one group per channel, each padded
-to a word, the layout is exact but up to 32 times more work.
+multiplies a code is approximated. The layout is exact in two cases: when
+a part has at most ``alpha_groups`` distinct scales (a quantizer trained
+with ``scale_groups``), each distinct scale becomes one group; and with
+one group per channel, each padded to a word, which is up to 32 times more
+work.
 """
 import math
 from dataclasses import dataclass
@@ -24,9 +27,9 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-__all__ = ['WORD_BITS', 'PartLayout', 'split_groups', 'build_part_layout']
+from mmtvmamba.quantization.scale_groups import WORD_BITS, split_groups
 
-WORD_BITS = 32
+__all__ = ['WORD_BITS', 'PartLayout', 'split_groups', 'build_part_layout']
 
 
 @dataclass
@@ -47,38 +50,6 @@ class PartLayout:
     alpha: Tensor
     k_scale: Tensor
     radius: int
-
-
-def split_groups(num_channels: int, groups: Optional[int]) -> List[int]:
-    """Return the sizes of the contiguous channel groups of one part.
-
-    Every group but the last is a whole number of words, so grouping adds
-    no padding. A part of W words therefore has at most W groups: one
-    scale per word is the finest grouping that costs nothing extra. None
-    means one group per channel, each padded to a word, which is exact but
-    multiplies the work by up to 32.
-
-    Args:
-        num_channels (int): Channels to split; 0 gives no groups.
-        groups (int, optional): Maximum number of groups.
-
-    Returns:
-        list[int]: Sizes that sum to ``num_channels``.
-    """
-    if groups is None:
-        return [1] * num_channels
-    if groups < 1:
-        raise ValueError(f'alpha_groups={groups} must be at least 1, or '
-                         'None for one group per channel')
-    words = math.ceil(num_channels / WORD_BITS)
-    if words == 0:
-        return []
-    groups = min(groups, words)
-    per_group = [words // groups + (g < words % groups) for g in range(groups)]
-    sizes = [n * WORD_BITS for n in per_group]
-    # The last group takes the partial word.
-    sizes[-1] -= words * WORD_BITS - num_channels
-    return sizes
 
 
 def build_part_layout(channels: Tensor, alpha: Tensor, radius: int,
@@ -103,7 +74,7 @@ def build_part_layout(channels: Tensor, alpha: Tensor, radius: int,
     position_alpha = [alpha.new_empty(0)]
     k_scale = [alpha.new_empty(0)]
     start = 0
-    for size in split_groups(len(order), groups):
+    for size in _group_sizes(alpha[order], groups):
         members = order[start:start + size]
         start += size
         words = math.ceil(size / WORD_BITS)
@@ -113,10 +84,25 @@ def build_part_layout(channels: Tensor, alpha: Tensor, radius: int,
         index.append(members.new_full((pad, ), num_channels))
         position_alpha.append(alpha[members])
         position_alpha.append(alpha.new_ones(pad))
-        k_scale.append(alpha[members].mean().expand(words))
+        # A float64 mean keeps a group of equal scales at that exact value.
+        k_scale.append(alpha[members].double().mean().expand(words))
 
     return PartLayout(
         index=torch.cat(index),
         alpha=torch.cat(position_alpha).float(),
         k_scale=torch.cat(k_scale).float().contiguous(),
         radius=radius)
+
+
+def _group_sizes(sorted_alpha: Tensor, groups: Optional[int]) -> List[int]:
+    """Return the group sizes of a part whose scales are sorted.
+
+    One group per distinct scale when there are at most ``groups`` of them,
+    which makes the layout exact; otherwise the word groups of
+    :func:`split_groups`.
+    """
+    if groups is not None and len(sorted_alpha):
+        _, counts = torch.unique_consecutive(sorted_alpha, return_counts=True)
+        if len(counts) <= groups:
+            return counts.tolist()
+    return split_groups(len(sorted_alpha), groups)

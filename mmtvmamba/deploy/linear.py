@@ -198,7 +198,7 @@ class DeployTernaryLinear(nn.Module):
             scale = weight_scale.detach().float()
             codes = torch.round(weight / scale).clamp_(-1, 1)
 
-        alpha = quantizer.alpha.detach().float()[channels]
+        alpha = quantizer.channel_alpha().detach().float()[channels]
         if quantizer.training:
             raise RuntimeError('convert a model in eval mode: call '
                                'model.eval() first, so the quantizers use '

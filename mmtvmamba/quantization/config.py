@@ -12,7 +12,7 @@ VSSM_LAYERS = ('in_proj', 'x_proj', 'dt_proj', 'out_proj', 'fc1', 'fc2')
 
 #: Keyword arguments of each activation quantizer type, after ``type``.
 ACT_TYPES = {
-    'Q2T': ('radius', 'grad_scale', 'init_alpha', 'eps'),
+    'Q2T': ('radius', 'grad_scale', 'init_alpha', 'eps', 'scale_groups'),
     'LSQ': ('init_alpha', 'init_ratio', 'eps'),
     'Slender': ('scale', 'eps'),
 }
@@ -34,6 +34,10 @@ class QuantConfig:
       grad_scale='paper'), layers=('in_proj', ...))``: ternary weights and
       Q2T activations on the listed layers. ``act=None`` keeps activations
       in full precision;
+    - ``act=dict(type='Q2T', scale_groups=8)`` shares each Q2T scale
+      within at most 8 channel groups, so the deployed model computes the
+      trained function exactly (see
+      :class:`~mmtvmamba.quantization.Q2TQuantizer`);
     - ``act=dict(type='LSQ', init_ratio=0.5)`` selects the LSQ-Ternary
       baseline and ``act=dict(type='Slender', scale='absmax')`` the
       Slender-Mamba* baseline;

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .base import ActQuantizer
 from .functional import (GRAD_SCALE_MODES, NormalizedQ2TFunction,
                          channels_first, rms_normalize, sparse_topk_mean)
+from .scale_groups import GroupScaleFunction, assign_scale_groups, split_groups
 
 __all__ = ['Q2TQuantizer']
 
@@ -29,17 +30,22 @@ class Q2TQuantizer(ActQuantizer):
     computes the same function as before quantization. At deployment the
     RMS is a per-token scale applied after the integer matrix multiply.
 
-    NOTE: ``alpha_c`` multiplies each input channel inside the sum of the
+    ``alpha_c`` multiplies each input channel inside the sum of the
     following matrix multiply, so a bitwise kernel that accumulates integer
-    products over all channels cannot apply it exactly. An exact deployed
-    form has to fold ``alpha`` into the ternary weights or share it within
-    channel groups.
+    products over 32-channel words applies per-channel scales only
+    approximately, or exactly at up to 32 times the work. With
+    ``scale_groups=G`` the channels share their scale within at most G
+    groups. ``alpha`` then contains one learnable scale per group and the
+    ``scale_group`` buffer maps every channel to its group, so the deployed
+    projection computes the quantized function exactly at full speed.
 
     The scale starts at ``init_alpha``. On the first training step of a
     quantizer whose ``initialized`` buffer is 0, it is reset from the batch
     with LSQ's rule ``2 * mean(|x_c|) / sqrt(Q_c)``, averaged over ranks in
-    distributed training. Checkpoints store the buffer, so a trained
-    quantizer keeps its scale when loaded.
+    distributed training. With scale groups, the channels are then sorted
+    by that scale and cut into groups of whole 32-channel words, and each
+    group starts at the mean of its channels. Checkpoints store the buffers,
+    so a trained quantizer keeps its scales and groups when loaded.
 
     Channel scoring: while ``scoring`` is True, each training forward
     registers a gradient hook on the output. With ``g`` the gradient of the
@@ -69,6 +75,10 @@ class Q2TQuantizer(ActQuantizer):
             1 for strict ternary deployment (TVMamba-T); None keeps the
             trained per-channel radius (TVMamba-F). Training forwards always
             use the ``radius`` buffer. Defaults to None.
+        scale_groups (int, optional): Maximum number of channel groups
+            that share a scale; the groups are whole 32-channel words, so
+            C channels give at most ``ceil(C / 32)`` of them. None gives
+            every channel its own scale. Defaults to None.
         layer (str): Name of the quantized projection. Defaults to ``''``.
     """
 
@@ -81,6 +91,7 @@ class Q2TQuantizer(ActQuantizer):
                  init_alpha: float = 1.0,
                  eps: float = 1e-6,
                  deploy_radius: Optional[int] = None,
+                 scale_groups: Optional[int] = None,
                  layer: str = '') -> None:
         super().__init__(num_channels, dim, layer)
         if num_channels % groups:
@@ -97,14 +108,20 @@ class Q2TQuantizer(ActQuantizer):
                              f'{GRAD_SCALE_MODES}')
         if init_alpha <= 0:
             raise ValueError(f'init_alpha={init_alpha} must be positive')
+        if scale_groups is not None and (not isinstance(scale_groups, int)
+                                         or scale_groups < 1):
+            raise ValueError(f'invalid scale_groups {scale_groups!r}; use a '
+                             'positive int, or None for one scale per '
+                             'channel')
         self.groups = groups
         self.grad_scale = grad_scale
         self.eps = eps
         self.deploy_radius = deploy_radius
+        self.scale_groups = scale_groups
         self.scoring = False
         self.score_topk = 1.0
         self.scores: Optional[Tensor] = None
-        self.alpha = nn.Parameter(torch.full((num_channels, ), init_alpha))
+        self._init_scale_groups(init_alpha)
         self.register_buffer(
             'radius', torch.full((num_channels, ), radius, dtype=torch.int8))
         self.register_buffer('initialized', torch.zeros((), dtype=torch.uint8))
@@ -112,7 +129,27 @@ class Q2TQuantizer(ActQuantizer):
     def extra_repr(self) -> str:
         return (f'num_channels={self.num_channels}, dim={self.dim}, '
                 f'groups={self.groups}, grad_scale={self.grad_scale!r}, '
-                f'layer={self.layer!r}')
+                f'scale_groups={self.scale_groups}, layer={self.layer!r}')
+
+    def _init_scale_groups(self, init_alpha: float) -> None:
+        if self.scale_groups is None:
+            self.alpha = nn.Parameter(
+                torch.full((self.num_channels, ), init_alpha))
+            return
+        # Until data initialization, groups follow the channel order.
+        sizes = split_groups(self.num_channels, self.scale_groups)
+        self.alpha = nn.Parameter(torch.full((len(sizes), ), init_alpha))
+        self.register_buffer(
+            'scale_group',
+            torch.repeat_interleave(torch.arange(len(sizes)),
+                                    torch.tensor(sizes)))
+
+    def channel_alpha(self) -> Tensor:
+        """Return the (C,) scale of every channel, differentiable with
+        respect to ``alpha``."""
+        if self.scale_groups is None:
+            return self.alpha
+        return GroupScaleFunction.apply(self.alpha, self.scale_group)
 
     def set_scoring(self, enabled: bool, topk_ratio: float = 1.0) -> None:
         """Switch influence scoring on or off and clear ``scores``.
@@ -151,7 +188,7 @@ class Q2TQuantizer(ActQuantizer):
         scoring = (
             self.training and self.scoring and torch.is_grad_enabled()
             and (x.requires_grad or self.alpha.requires_grad))
-        y = NormalizedQ2TFunction.apply(x, self.alpha,
+        y = NormalizedQ2TFunction.apply(x, self.channel_alpha(),
                                         self.current_radius().float(),
                                         self.dim, self.groups, self.eps,
                                         self.grad_scale, scoring)
@@ -179,8 +216,13 @@ class Q2TQuantizer(ActQuantizer):
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(mean_abs)
             mean_abs /= dist.get_world_size()
-        alpha = 2 * mean_abs / self.radius.float().sqrt()
-        self.alpha.copy_(alpha.clamp(min=1e-4))
+        alpha = (2 * mean_abs / self.radius.float().sqrt()).clamp(min=1e-4)
+        if self.scale_groups is None:
+            self.alpha.copy_(alpha)
+        else:
+            group, group_alpha = assign_scale_groups(alpha, self.scale_groups)
+            self.scale_group.copy_(group)
+            self.alpha.copy_(group_alpha)
         self.initialized.fill_(1)
         logger.debug('Q2T quantizer with %d channels: scale initialized '
                      'from data, mean %.4f', self.num_channels,

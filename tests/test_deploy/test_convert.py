@@ -31,7 +31,7 @@ def build_backbone(seed=0, deploy='ternary', spread=0.5, arch=ARCH,
     backbone.eval()
     for module in backbone.modules():
         if isinstance(module, Q2TQuantizer):
-            noise = torch.randn(module.num_channels) * spread
+            noise = torch.randn(module.alpha.numel()) * spread
             module.alpha.data.mul_(noise.exp())
     return backbone
 
@@ -51,6 +51,31 @@ def test_exact_layout_matches_fake_quant():
 
     # Per block: in, x, 4 dt and out projections of SS2D, fc1 and fc2.
     assert count == 9 * 5
+    torch.testing.assert_close(deployed(x)[0], expected, rtol=1e-4,
+                               atol=1e-4)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('deploy', ['ternary', 'five_level'])
+def test_scale_groups_deploy_exactly(deploy):
+    backbone = build_backbone(seed=5, deploy=deploy, act=dict(
+        type='Q2T', radius=2, scale_groups=4))
+    if deploy == 'five_level':
+        for module in backbone.modules():
+            if isinstance(module, Q2TQuantizer):
+                module.radius[::3] = 1
+    x = torch.randn(2, 3, 64, 64)
+    expected = backbone(x)[0]
+
+    deployed = copy.deepcopy(backbone)
+    convert_to_deploy(deployed, deploy, alpha_groups=4)
+
+    if deploy == 'ternary':
+        # Every distinct scale is one group of whole words: fc1 of the last
+        # stage reads 128 channels, 4 words, and needs no padding.
+        projection = deployed.layers[3].blocks[0].mlp.fc1
+        assert projection.three.width == 128
+        assert projection.three.k_scale.unique().numel() == 4
     torch.testing.assert_close(deployed(x)[0], expected, rtol=1e-4,
                                atol=1e-4)
 

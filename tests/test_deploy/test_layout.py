@@ -53,3 +53,25 @@ def test_layout_of_empty_part():
 
     assert layout.index.numel() == 0
     assert layout.k_scale.numel() == 0
+
+
+def test_layout_groups_equal_scales_exactly():
+    # Three distinct scales in runs of 40, 20 and 4 channels: one group
+    # each, padded to whole words, with the exact scale as K scale.
+    alpha = torch.cat([torch.full((40, ), 0.3), torch.full((20, ), 0.1),
+                       torch.full((4, ), 0.7)])
+    layout = build_part_layout(torch.arange(64), alpha, 1, 8, 64)
+
+    assert layout.index.numel() == 4 * 32
+    assert layout.k_scale.tolist() == pytest.approx([0.1, 0.3, 0.3, 0.7])
+    assert layout.k_scale[1] == alpha[0]
+    assert (layout.alpha[:20] == alpha[40]).all()
+    assert (layout.index[20:32] == 64).all()
+
+
+def test_layout_with_more_scales_than_groups_uses_words():
+    alpha = torch.arange(1, 65).float()
+    layout = build_part_layout(torch.arange(64), alpha, 1, 8, 64)
+
+    assert layout.index.numel() == 64
+    assert layout.k_scale.tolist() == [16.5, 48.5]

@@ -14,11 +14,11 @@ deploy layout therefore
 3. gives each word the mean ``alpha`` of its group as the kernel's K scale.
 
 Channels still round with their own ``alpha``, so only the scale that
-multiplies a code is approximated. The layout is exact in two cases: when
-a part has at most ``alpha_groups`` distinct scales (a quantizer trained
-with ``scale_groups``), each distinct scale becomes one group; and with
-one group per channel, each padded to a word, which is up to 32 times more
-work.
+multiplies a code is approximated. The layout is exact in two cases. When
+the quantizer shares its scales within channel groups and a part has at
+most ``alpha_groups`` distinct scales, each distinct scale becomes one
+group. With one group per channel, each padded to a word, the layout is
+exact for any quantizer but up to 32 times more work.
 """
 import math
 from dataclasses import dataclass
@@ -52,8 +52,12 @@ class PartLayout:
     radius: int
 
 
-def build_part_layout(channels: Tensor, alpha: Tensor, radius: int,
-                      groups: Optional[int], num_channels: int) -> PartLayout:
+def build_part_layout(channels: Tensor,
+                      alpha: Tensor,
+                      radius: int,
+                      groups: Optional[int],
+                      num_channels: int,
+                      shared_scales: bool = False) -> PartLayout:
     """Build the kernel layout of the input ``channels`` of one part.
 
     Args:
@@ -64,6 +68,11 @@ def build_part_layout(channels: Tensor, alpha: Tensor, radius: int,
             channel.
         num_channels (int): Input channels of the projection; index
             ``num_channels`` is the zero padding column.
+        shared_scales (bool): The quantizer shares its scales within
+            channel groups, so a part with at most ``groups`` distinct
+            scales gets one group per scale and an exact layout. Without
+            it, a few channels with distinct scales stay in one word
+            instead of taking a word each. Defaults to False.
 
     Returns:
         PartLayout: The part's order, scales and word scales.
@@ -74,7 +83,7 @@ def build_part_layout(channels: Tensor, alpha: Tensor, radius: int,
     position_alpha = [alpha.new_empty(0)]
     k_scale = [alpha.new_empty(0)]
     start = 0
-    for size in _group_sizes(alpha[order], groups):
+    for size in _group_sizes(alpha[order], groups, shared_scales):
         members = order[start:start + size]
         start += size
         words = math.ceil(size / WORD_BITS)
@@ -94,14 +103,15 @@ def build_part_layout(channels: Tensor, alpha: Tensor, radius: int,
         radius=radius)
 
 
-def _group_sizes(sorted_alpha: Tensor, groups: Optional[int]) -> List[int]:
+def _group_sizes(sorted_alpha: Tensor, groups: Optional[int],
+                 shared_scales: bool) -> List[int]:
     """Return the group sizes of a part whose scales are sorted.
 
-    One group per distinct scale when there are at most ``groups`` of them,
-    which makes the layout exact; otherwise the word groups of
-    :func:`split_groups`.
+    With shared scales, one group per distinct scale when there are at most
+    ``groups`` of them, which makes the layout exact; otherwise the word
+    groups of :func:`split_groups`.
     """
-    if groups is not None and len(sorted_alpha):
+    if shared_scales and groups is not None and len(sorted_alpha):
         _, counts = torch.unique_consecutive(sorted_alpha, return_counts=True)
         if len(counts) <= groups:
             return counts.tolist()

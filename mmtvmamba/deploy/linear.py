@@ -206,9 +206,10 @@ class DeployTernaryLinear(nn.Module):
         radii = quantizer.current_radius().clone()[channels]
         if radius is not None:
             radii = torch.full_like(radii, radius)
+        shared_scales = quantizer.scale_groups is not None
         parts = [
-            _build_part(codes, alpha, radii, level, alpha_groups)
-            for level in (2, 1)
+            _build_part(codes, alpha, radii, level, alpha_groups,
+                        shared_scales) for level in (2, 1)
         ]
         return cls(codes.shape[1], codes.shape[0], parts[0], parts[1],
                    scale.reshape(1).float().clone(),
@@ -329,12 +330,13 @@ def projection_buffer_ids(model: nn.Module) -> Tuple[Set[int], Set[int]]:
 
 
 def _build_part(codes: Tensor, alpha: Tensor, radii: Tensor, level: int,
-                alpha_groups: Optional[int]) -> TernaryPart:
+                alpha_groups: Optional[int],
+                shared_scales: bool) -> TernaryPart:
     """Build the part of the channels whose radius is ``level``."""
     num_channels = codes.shape[1]
     channels = torch.nonzero(radii == level).view(-1)
     layout = build_part_layout(channels, alpha, level, alpha_groups,
-                               num_channels)
+                               num_channels, shared_scales)
 
     padded = torch.cat([codes, codes.new_zeros(codes.shape[0], 1)], dim=1)
     columns = padded.index_select(1, layout.index).to(torch.int8)

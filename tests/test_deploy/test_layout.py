@@ -60,7 +60,8 @@ def test_layout_groups_equal_scales_exactly():
     # each, padded to whole words, with the exact scale as K scale.
     alpha = torch.cat([torch.full((40, ), 0.3), torch.full((20, ), 0.1),
                        torch.full((4, ), 0.7)])
-    layout = build_part_layout(torch.arange(64), alpha, 1, 8, 64)
+    layout = build_part_layout(torch.arange(64), alpha, 1, 8, 64,
+                               shared_scales=True)
 
     assert layout.index.numel() == 4 * 32
     assert layout.k_scale.tolist() == pytest.approx([0.1, 0.3, 0.3, 0.7])
@@ -75,3 +76,15 @@ def test_layout_with_more_scales_than_groups_uses_words():
 
     assert layout.index.numel() == 64
     assert layout.k_scale.tolist() == [16.5, 48.5]
+
+
+def test_layout_without_shared_scales_keeps_words():
+    # Six channels with distinct scales share one word unless the
+    # quantizer shares scales.
+    alpha = torch.arange(1, 7).float()
+    words = build_part_layout(torch.arange(6), alpha, 1, 8, 6)
+    exact = build_part_layout(torch.arange(6), alpha, 1, 8, 6,
+                              shared_scales=True)
+
+    assert words.k_scale.tolist() == [3.5]
+    assert exact.k_scale.tolist() == [1, 2, 3, 4, 5, 6]

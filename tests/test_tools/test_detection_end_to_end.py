@@ -117,3 +117,25 @@ def test_missing_data_fails_with_clear_message(tmp_path):
     assert result.returncode != 0
     assert 'dataset paths of' in result.stderr
     assert 'absent' in result.stderr
+
+
+def test_deploy_checkpoint_evaluates(trained, tmp_path):
+    config, work_dir, _ = trained
+    deployed = str(tmp_path / 'deploy.pth')
+    output = _run([
+        'tools/deploy/convert.py', config,
+        osp.join(work_dir, 'epoch_1.pth'), deployed, '--alpha-groups',
+        'none', '--parity-images', '2'
+    ], ROOT)
+    parity = re.search(
+        r'parity on 2 images: max relative difference of the backbone and '
+        r'neck features ([0-9.e+-]+)', output)
+    assert parity, output[-3000:]
+    assert float(parity.group(1)) < 1e-3
+
+    output = _run([
+        'tools/test.py', config, deployed, '--work-dir',
+        str(tmp_path / 'test')
+    ], ROOT)
+    assert re.search(r'coco/bbox_mAP: [0-9.]+', output), output[-3000:]
+    assert re.search(r'coco/segm_mAP: [0-9.]+', output), output[-3000:]

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from .base import ActQuantizer
 from .functional import (GRAD_SCALE_MODES, NormalizedQ2TFunction,
                          channels_first, rms_normalize, sparse_topk_mean)
-from .scale_groups import GroupScaleFunction, assign_scale_groups, split_groups
+from .scale_groups import (GroupScaleFunction, assign_scale_groups,
+                           contiguous_scale_groups)
 
 __all__ = ['Q2TQuantizer']
 
@@ -76,9 +77,11 @@ class Q2TQuantizer(ActQuantizer):
             trained per-channel radius (TVMamba-F). Training forwards always
             use the ``radius`` buffer. Defaults to None.
         scale_groups (int, optional): Maximum number of channel groups
-            that share a scale; the groups are whole 32-channel words, so
-            C channels give at most ``ceil(C / 32)`` of them. None gives
-            every channel its own scale. Defaults to None.
+            that share a scale, per RMS group (``groups``), because the
+            deployed model runs each RMS group as its own projection. The
+            scale groups are whole 32-channel words, so an RMS group of
+            C_g channels has at most ``ceil(C_g / 32)`` of them. None
+            gives every channel its own scale. Defaults to None.
         layer (str): Name of the quantized projection. Defaults to ``''``.
     """
 
@@ -137,12 +140,11 @@ class Q2TQuantizer(ActQuantizer):
                 torch.full((self.num_channels, ), init_alpha))
             return
         # Until data initialization, groups follow the channel order.
-        sizes = split_groups(self.num_channels, self.scale_groups)
-        self.alpha = nn.Parameter(torch.full((len(sizes), ), init_alpha))
-        self.register_buffer(
-            'scale_group',
-            torch.repeat_interleave(torch.arange(len(sizes)),
-                                    torch.tensor(sizes)))
+        group = contiguous_scale_groups(self.num_channels, self.scale_groups,
+                                        self.groups)
+        self.alpha = nn.Parameter(
+            torch.full((int(group[-1]) + 1, ), init_alpha))
+        self.register_buffer('scale_group', group)
 
     def channel_alpha(self) -> Tensor:
         """Return the (C,) scale of every channel, differentiable with
@@ -220,7 +222,8 @@ class Q2TQuantizer(ActQuantizer):
         if self.scale_groups is None:
             self.alpha.copy_(alpha)
         else:
-            group, group_alpha = assign_scale_groups(alpha, self.scale_groups)
+            group, group_alpha = assign_scale_groups(
+                alpha, self.scale_groups, self.groups)
             self.scale_group.copy_(group)
             self.alpha.copy_(group_alpha)
         self.initialized.fill_(1)

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    'WORD_BITS', 'split_groups', 'assign_scale_groups', 'GroupScaleFunction'
+    'WORD_BITS', 'split_groups', 'contiguous_scale_groups',
+    'assign_scale_groups', 'GroupScaleFunction'
 ]
 
 WORD_BITS = 32
@@ -54,32 +55,65 @@ def split_groups(num_channels: int, groups: Optional[int]) -> List[int]:
     return sizes
 
 
-def assign_scale_groups(alpha: Tensor, groups: int) -> Tuple[Tensor, Tensor]:
-    """Group channels by their scale and return each group's mean scale.
+def contiguous_scale_groups(num_channels: int,
+                            groups: int,
+                            parts: int = 1) -> Tensor:
+    """Return the group of every channel in channel order.
 
-    The channels are sorted by ``alpha`` and cut into the sizes of
-    :func:`split_groups`, so the smallest scales form the first group.
+    Each of the ``parts`` equal, contiguous channel ranges is cut into the
+    sizes of :func:`split_groups`, and its groups follow those of the
+    previous range.
 
     Args:
-        alpha (Tensor): (C,) scale of every channel.
-        groups (int): Maximum number of groups, at least 1.
+        num_channels (int): Number of channels C, divisible by ``parts``.
+        groups (int): Maximum number of groups per part, at least 1.
+        parts (int): Number of channel ranges grouped separately.
+            Defaults to 1.
+
+    Returns:
+        Tensor: int64 (C,) group of every channel.
+    """
+    sizes = split_groups(num_channels // parts, groups)
+    one_part = torch.repeat_interleave(torch.arange(len(sizes)),
+                                       torch.tensor(sizes))
+    return torch.cat([one_part + p * len(sizes) for p in range(parts)])
+
+
+def assign_scale_groups(alpha: Tensor,
+                        groups: int,
+                        parts: int = 1) -> Tuple[Tensor, Tensor]:
+    """Group channels by their scale and return each group's mean scale.
+
+    Each of the ``parts`` equal, contiguous channel ranges is grouped on
+    its own: its channels are sorted by ``alpha`` and cut into the sizes of
+    :func:`split_groups`, so the smallest scales form its first group.
+    Separate ranges suit a quantizer whose channel ranges are deployed as
+    separate projections, e.g. the four scan directions of dt_proj.
+
+    Args:
+        alpha (Tensor): (C,) scale of every channel, C divisible by
+            ``parts``.
+        groups (int): Maximum number of groups per part, at least 1.
+        parts (int): Number of channel ranges grouped separately.
+            Defaults to 1.
 
     Returns:
         tuple[Tensor, Tensor]: The int64 (C,) group of every channel and
-        the (G,) mean scale of every group, in ``alpha``'s dtype.
+        the mean scale of every group, in ``alpha``'s dtype.
     """
-    order = torch.argsort(alpha, stable=True)
-    sizes = split_groups(len(alpha), groups)
-    sorted_group = torch.repeat_interleave(
-        torch.arange(len(sizes), device=alpha.device),
-        torch.tensor(sizes, device=alpha.device))
-    group = torch.empty_like(sorted_group)
-    group[order] = sorted_group
+    per_part = len(alpha) // parts
+    sorted_group = contiguous_scale_groups(per_part, groups).to(alpha.device)
+    groups_per_part = int(sorted_group[-1]) + 1
+    group = torch.empty(len(alpha), dtype=torch.int64, device=alpha.device)
+    for p, chunk in enumerate(alpha.split(per_part)):
+        order = torch.argsort(chunk, stable=True) + p * per_part
+        group[order] = sorted_group + p * groups_per_part
 
     # Means in float64 keep a group of equal scales exactly at that value.
-    totals = torch.zeros(len(sizes), dtype=torch.float64, device=alpha.device)
+    num_groups = groups_per_part * parts
+    totals = torch.zeros(num_groups, dtype=torch.float64, device=alpha.device)
     totals.index_add_(0, group, alpha.double())
-    counts = torch.bincount(group, minlength=len(sizes))
+    counts = torch.bincount(group, minlength=num_groups)
     return group, (totals / counts).to(alpha.dtype)
 
 

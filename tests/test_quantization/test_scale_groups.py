@@ -102,3 +102,28 @@ def test_quant_config_accepts_scale_groups():
         dict(mode='ternary', act=dict(type='Q2T', scale_groups=8)))
 
     assert quant.act['scale_groups'] == 8
+
+
+def test_assign_groups_within_parts():
+    # Two parts of 48 channels with opposite scale orders: each part gets
+    # its own two groups, lowest scales first.
+    alpha = torch.cat([torch.arange(48.0), torch.arange(48.0, 0, -1)])
+    group, group_alpha = assign_scale_groups(alpha, 8, parts=2)
+
+    assert group[:32].eq(0).all()
+    assert group[32:48].eq(1).all()
+    assert group[48:64].eq(3).all()
+    assert group[64:].eq(2).all()
+    assert group_alpha.shape == (4, )
+
+
+def test_quantizer_groups_per_rms_group():
+    torch.manual_seed(3)
+    quantizer = Q2TQuantizer(96, dim=1, groups=4, scale_groups=8)
+    quantizer(torch.randn(2, 96, 4, 4) * torch.rand(1, 96, 1, 1))
+
+    # Four directions of 24 channels, each with one shared scale.
+    assert quantizer.alpha.shape == (4, )
+    for part in range(4):
+        members = quantizer.scale_group[24 * part:24 * (part + 1)]
+        assert members.eq(part).all()

@@ -5,12 +5,15 @@ Both models are mmpretrain ImageClassifiers with the same backbone weights
 and a 1000-class head. No official checkpoint is downloaded, so the
 weights are random. The Q2T scales are initialized from real photos, as
 on the first training step, so the activation codes follow real image
-statistics. The script prints, for each batch size, the median
-milliseconds per image over the repeats of
+statistics. By default each Q2T quantizer shares its scales within at most
+8 channel groups (``--scale-groups``), as a model trained for exact
+deployment does; ``--scale-groups none`` gives every channel its own
+scale, which the deployed model approximates. The script prints, for each
+batch size, the median milliseconds per image over the repeats of
 
 - the full-precision model (``fp32``);
-- the fake-quantized model (``fake-quant``), which computes what the
-  deployed model approximates;
+- the fake-quantized model (``fake-quant``), the function that the
+  deployed models compute;
 - one deployed model per ``--alpha-groups`` value (``deploy-gN``), whose
   projections run on the bitwise op with N scale groups each;
 
@@ -51,19 +54,25 @@ scan_module = importlib.import_module('mmtvmamba.models.selective_scan')
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 PHOTOS = osp.join(ROOT, '..', 'shared', 'data', 'hymenoptera', 'val')
-QUANT = dict(
-    mode='ternary', weight=True, act=dict(type='Q2T', radius=2),
-    deploy='ternary')
 
 
-def alpha_groups_arg(value: str) -> Optional[int]:
-    """Parse one ``--alpha-groups`` value: a positive int or ``none``."""
+def build_quant(scale_groups: Optional[int]) -> dict:
+    """Return the ``quant`` option of the fake-quantized backbone."""
+    return dict(
+        mode='ternary',
+        weight=True,
+        act=dict(type='Q2T', radius=2, scale_groups=scale_groups),
+        deploy='ternary')
+
+
+def groups_arg(value: str) -> Optional[int]:
+    """Parse a group count: a positive int or ``none``."""
     if value.lower() == 'none':
         return None
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(
-            f'invalid --alpha-groups value {value!r}; pass positive '
-            "integers or 'none'")
+            f'invalid group count {value!r}; pass a positive integer or '
+            "'none'")
     return int(value)
 
 
@@ -83,7 +92,11 @@ def parse_args() -> argparse.Namespace:
                         help='torch intra-op thread counts; every model is '
                         'timed with each')
 
-    parser.add_argument('--alpha-groups', type=alpha_groups_arg, nargs='+',
+    parser.add_argument('--scale-groups', type=groups_arg, default=8,
+                        help='channel groups that share a Q2T scale in the '
+                        "fake-quantized model; 'none' for one scale per "
+                        'channel')
+    parser.add_argument('--alpha-groups', type=groups_arg, nargs='+',
                         default=[8],
                         help="scale groups per deployed projection, one "
                         "deployed model per value; 'none' for one per "
@@ -182,11 +195,21 @@ def scan_contexts(requested) -> Dict[str, object]:
 
 
 @torch.no_grad()
-def top1(model: torch.nn.Module, photos: torch.Tensor) -> torch.Tensor:
+def logits(model: torch.nn.Module, photos: torch.Tensor) -> torch.Tensor:
+    """Return the class scores of the photos, 8 per forward."""
     return torch.cat([
-        model(photos[i:i + 8], mode='tensor').argmax(1)
+        model(photos[i:i + 8], mode='tensor')
         for i in range(0, len(photos), 8)
     ])
+
+
+def compare_logits(name: str, output: torch.Tensor,
+                   reference: torch.Tensor) -> str:
+    """Describe how far ``output`` is from the fake-quantized scores."""
+    same = output.argmax(1) == reference.argmax(1)
+    difference = (output - reference).abs().max() / reference.abs().max()
+    return (f'{name}: {int(same.sum())}/{len(same)} identical, max '
+            f'relative difference {float(difference):.1e}')
 
 
 def timing_table(models: Dict[str, torch.nn.Module], contexts: dict,
@@ -225,7 +248,7 @@ def main() -> None:
     init_default_scope('mmpretrain')
 
     fp_model = build_classifier(args.arch, dict(mode='fp'))
-    quantized = build_classifier(args.arch, QUANT)
+    quantized = build_classifier(args.arch, build_quant(args.scale_groups))
     quantized.load_state_dict(fp_model.state_dict(), strict=False)
     photos = load_photos(args.photos, args.image_size)
     calibrate(quantized, photos)
@@ -236,11 +259,11 @@ def main() -> None:
         models[f'deploy-g{groups or "all"}'] = deployed
     lines = timing_table(models, scan_contexts(args.scan_impls), args)
 
-    reference = top1(quantized, photos)
-    agreement = []
-    for name, model in list(models.items())[2:]:
-        same = reference == top1(model, photos)
-        agreement.append(f'{name}: {int(same.sum())}/{len(same)} identical')
+    reference = logits(quantized, photos)
+    agreement = [
+        compare_logits(name, logits(model, photos), reference)
+        for name, model in list(models.items())[2:]
+    ]
 
     with tempfile.TemporaryDirectory() as folder:
         path = osp.join(folder, 'deploy.pth')
@@ -250,14 +273,18 @@ def main() -> None:
                                   deploy_state_dict(deployed), size)
 
     fused = 'fused' if args.fuse else 'unfused'
+    scales = ('one Q2T scale per channel' if args.scale_groups is None else
+              f'Q2T scales shared by at most {args.scale_groups} channel '
+              'groups')
     print(f'\nVMamba-{args.arch[0].upper()} at {args.image_size}x'
-          f'{args.image_size}, median of {args.repeats} forwards; deploy-gN '
-          f'has N scale groups per projection (gall: one per channel), '
-          f'blocks {fused}\n')
+          f'{args.image_size}, {scales}, median of {args.repeats} forwards; '
+          'deploy-gN has N scale groups per projection (gall: one per '
+          f'channel), blocks {fused}\n')
     print('\n'.join(lines))
     print(f'\ntop-1 against the fake-quantized model on {len(photos)} real '
           'photos: ' + '; '.join(agreement) + '\n')
-    print(storage.table(f'VMamba-{args.arch[0].upper()} ({name})'))
+    last = list(models)[-1]
+    print(storage.table(f'VMamba-{args.arch[0].upper()} ({last})'))
 
 
 if __name__ == '__main__':

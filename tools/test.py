@@ -92,6 +92,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    # Testing needs only the weights. A config dumped by a resumed training
+    # run sets resume=True, and resuming reads training state (epoch,
+    # optimizer) that deploy checkpoints do not have.
+    cfg.resume = False
     if args.amp:
         cfg.test_cfg = cfg.get('test_cfg') or {}
         cfg.test_cfg.fp16 = True

@@ -5,7 +5,7 @@ from typing import Optional, Set, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmtvmamba.ops import pack_ternary, q2t_pack, quinary_mm, ternary_mm
+from mmtvmamba.ops import pack_ternary, q2t_linear
 from mmtvmamba.quantization import Q2TQuantizer, TernaryLinear2d
 from mmtvmamba.quantization.weight import ternarize_weight
 from .layout import build_part_layout
@@ -100,11 +100,9 @@ class TernaryPart(nn.Module):
         """
         norm_args = () if norm is None else (norm.weight, norm.bias,
                                              norm.eps)
-        packed, rms = q2t_pack(x, self.index, self.alpha, self.code_radius,
-                               eps, *norm_args)
-        matmul = quinary_mm if self.code_radius == 2 else ternary_mm
-        return matmul(packed, self.weight, self.width, rms, weight_scale,
-                      bias, self.k_scale, residual, activation)
+        return q2t_linear(x, self.index, self.alpha, self.code_radius, eps,
+                          self.weight, weight_scale, bias, self.k_scale,
+                          residual, activation, *norm_args)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name, buffer in self._buffers.items():

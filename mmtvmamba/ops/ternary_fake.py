@@ -98,6 +98,29 @@ def _q2t_pack(x: Tensor,
     return packed, x.new_empty((rows, ), dtype=torch.float32)
 
 
+def _q2t_linear(x: Tensor,
+                index: Tensor,
+                alpha: Tensor,
+                radius: int,
+                eps: float,
+                w_packed: Tensor,
+                col_scale: Tensor,
+                bias: Optional[Tensor] = None,
+                k_scale: Optional[Tensor] = None,
+                residual: Optional[Tensor] = None,
+                activation: str = 'none',
+                norm_weight: Optional[Tensor] = None,
+                norm_bias: Optional[Tensor] = None,
+                norm_eps: float = 1e-5) -> Tensor:
+    words = (index.shape[0] + WORD_BITS - 1) // WORD_BITS
+    torch._check(w_packed.dim() == 2, lambda: 'w_packed must be 2-D')
+    torch._check(w_packed.shape[1] == TERNARY_PLANES * words,
+                 lambda: f'w_packed does not match {index.shape[0]} '
+                 'positions')
+    rows = x.shape[0] * x.shape[2]
+    return x.new_empty((rows, w_packed.shape[0]), dtype=torch.float32)
+
+
 _FAKE_KERNELS = {
     'mmtvmamba::pack_ternary': _pack_ternary,
     'mmtvmamba::pack_quinary': _pack_quinary,
@@ -108,6 +131,7 @@ _FAKE_KERNELS = {
     'mmtvmamba::ternary_mm': _ternary_mm,
     'mmtvmamba::quinary_mm': _quinary_mm,
     'mmtvmamba::q2t_pack': _q2t_pack,
+    'mmtvmamba::q2t_linear': _q2t_linear,
 }
 
 

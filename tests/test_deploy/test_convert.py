@@ -12,6 +12,7 @@ from mmtvmamba.deploy import (DeployLinear2d, DeploySS2D, FusedVSSBlock,
                               measure_storage, read_deploy_meta,
                               save_deploy_checkpoint)
 from mmtvmamba.models.backbones.tvmamba_vssm import TVMambaVSSM
+import mmtvmamba.ops as ops
 from mmtvmamba.ops import extension_available
 from mmtvmamba.quantization import Q2TQuantizer
 
@@ -118,6 +119,50 @@ def test_fused_blocks_match_unfused():
     assert isinstance(unfused.layers[1].blocks[0].mlp.act, torch.nn.GELU)
     torch.testing.assert_close(fused(x)[0], unfused(x)[0], rtol=1e-4,
                                atol=1e-4)
+
+
+def project_with_two_ops(projection, x, residual):
+    """Compute DeployTernaryLinear.project with q2t_pack and the matmul op
+    of each part, the pair that q2t_linear fuses."""
+    norm = projection.norm
+    norm_args = () if norm is None else (norm.weight, norm.bias, norm.eps)
+    parts = [p for p in (projection.five, projection.three) if p.width]
+    out, bias = residual, projection.bias
+    for i, part in enumerate(parts):
+        packed, rms = ops.q2t_pack(x, part.index, part.alpha,
+                                   part.code_radius, projection.eps,
+                                   *norm_args)
+        matmul = ops.quinary_mm if part.code_radius == 2 else ops.ternary_mm
+        activation = projection.activation if i == len(parts) - 1 else 'none'
+        out = matmul(packed, part.weight, part.width, rms,
+                     projection.weight_scale, bias, part.k_scale, out,
+                     activation)
+        bias = None
+    return out
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('variant', ['ternary', 'five_level'])
+@pytest.mark.parametrize('threads', [1, 2])
+def test_projections_equal_two_op_form(variant, threads):
+    backbone = build_backbone(seed=2, deploy=variant)
+    for module in backbone.modules():
+        if isinstance(module, Q2TQuantizer):
+            module.radius[::3] = 1
+    convert_to_deploy(backbone, variant, alpha_groups=4)
+    block = backbone.layers[0].blocks[0]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name in ('op.in_proj', 'op.out_proj', 'mlp.fc1', 'mlp.fc2'):
+            projection = block.get_submodule(name)
+            x = torch.randn(2, projection.in_features, 150)
+            residual = torch.randn(300, projection.out_features)
+            expected = project_with_two_ops(projection, x, residual)
+            assert torch.equal(projection.project(x, residual),
+                               expected), name
+    finally:
+        torch.set_num_threads(previous)
 
 
 @torch.no_grad()

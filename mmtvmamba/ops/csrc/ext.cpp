@@ -78,6 +78,12 @@ TORCH_LIBRARY(mmtvmamba, m) {
       "q2t_pack(Tensor x, Tensor index, Tensor alpha, int radius, "
       "float eps, Tensor? norm_weight=None, Tensor? norm_bias=None, "
       "float norm_eps=1e-5) -> (Tensor, Tensor)");
+  m.def(
+      "q2t_linear(Tensor x, Tensor index, Tensor alpha, int radius, "
+      "float eps, Tensor w_packed, Tensor col_scale, Tensor? bias=None, "
+      "Tensor? k_scale=None, Tensor? residual=None, "
+      "str activation='none', Tensor? norm_weight=None, "
+      "Tensor? norm_bias=None, float norm_eps=1e-5) -> Tensor");
 
   // Kernel-path selection; these take no tensors, so they are registered
   // as catch-all kernels.
@@ -109,6 +115,7 @@ TORCH_LIBRARY_IMPL(mmtvmamba, CPU, m) {
   m.impl("ternary_mm", &mmtvmamba::ternary_mm);
   m.impl("quinary_mm", &mmtvmamba::quinary_mm);
   m.impl("q2t_pack", &mmtvmamba::q2t_pack);
+  m.impl("q2t_linear", &mmtvmamba::q2t_linear);
   m.impl("selective_scan_fwd", &mmtvmamba::selective_scan_fwd);
   m.impl("cross_selective_scan_fwd", &mmtvmamba::cross_selective_scan_fwd);
 }

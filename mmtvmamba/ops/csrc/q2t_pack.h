@@ -70,7 +70,10 @@ struct PackArgs {
   int radius;
   float eps;
   int planes;
+  // out and rms hold tokens [out_first, out_first + out_rows): out in the
+  // packed layout of an out_rows-row matrix, rms one float per token.
   int32_t* out;
+  int64_t out_first, out_rows;
   float* rms;
 };
 
@@ -132,11 +135,11 @@ inline TokenView token_view(const PackArgs& args, int64_t m, float* buffer) {
 // Write the plane words of token m, word w.
 inline void store_words(const PackArgs& args, int64_t m, int64_t w, uint32_t nz,
                  uint32_t sign, uint32_t lo_nz) {
-  const int64_t rows = args.batch * args.length;
-  const int64_t g = m / kGroupRows;
-  const int64_t lanes = group_lanes(g, rows);
+  const int64_t row = m - args.out_first;
+  const int64_t g = row / kGroupRows;
+  const int64_t lanes = group_lanes(g, args.out_rows);
   int32_t* dst = args.out + group_offset(g, args.planes, args.kd) +
-                 w * args.planes * lanes + (m - g * kGroupRows);
+                 w * args.planes * lanes + (row - g * kGroupRows);
   dst[0] = static_cast<int32_t>(nz);
   dst[lanes] = static_cast<int32_t>(sign);
   if (args.planes == kQuinaryPlanes) {

@@ -141,7 +141,7 @@ MMTVMAMBA_AVX512_PACK void pack_tokens_avx512(const PackArgs& args,
     const TokenView token = token_view_avx512(args, m, buffer);
     const float* base = token.base;
     const float rms_value = token_rms_avx512(args, token);
-    args.rms[m] = rms_value;
+    args.rms[m - args.out_first] = rms_value;
     const __m512 rms = _mm512_set1_ps(rms_value);
     for (int64_t w = 0; w < args.kd; ++w) {
       const int64_t p = w * kWordBits;
@@ -236,7 +236,7 @@ MMTVMAMBA_AVX512_VBMI void pack_tokens_permute(const PackArgs& args,
   for (int64_t m = m0; m < m1; ++m) {
     const TokenView token = token_view_avx512(args, m, buffer);
     const float rms_value = token_rms_avx512(args, token);
-    args.rms[m] = rms_value;
+    args.rms[m - args.out_first] = rms_value;
     channel_codes(args, token.base, _mm512_set1_ps(rms_value), codes);
 
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {

@@ -48,4 +48,19 @@ std::tuple<at::Tensor, at::Tensor> q2t_pack(
     int64_t radius, double eps, const c10::optional<at::Tensor>& norm_weight,
     const c10::optional<at::Tensor>& norm_bias, double norm_eps);
 
+// Quantize and pack x as q2t_pack does, then multiply the codes with
+// w_packed as ternary_mm (radius 1) or quinary_mm (radius 2) does, with the
+// token RMS as row_scale, in one parallel region. Returns the float32
+// (batch * length, N) output, bitwise equal to that of the two ops.
+at::Tensor q2t_linear(const at::Tensor& x, const at::Tensor& index,
+                      const at::Tensor& alpha, int64_t radius, double eps,
+                      const at::Tensor& w_packed, const at::Tensor& col_scale,
+                      const c10::optional<at::Tensor>& bias,
+                      const c10::optional<at::Tensor>& k_scale,
+                      const c10::optional<at::Tensor>& residual,
+                      const std::string& activation,
+                      const c10::optional<at::Tensor>& norm_weight,
+                      const c10::optional<at::Tensor>& norm_bias,
+                      double norm_eps);
+
 }  // namespace mmtvmamba

@@ -62,26 +62,6 @@ def replace(args, **changes):
     return updated
 
 
-@pytest.fixture(params=['avx512', 'portable'])
-def isa(request):
-    """Select each scan kernel path this CPU supports, then restore 'auto'."""
-    if not HAS_EXT:
-        pytest.skip('mmtvmamba._ext is not built')
-    if request.param not in ops.available_scan_isas():
-        pytest.skip(f'this CPU does not support the {request.param} path')
-    assert ops.set_scan_isa(request.param) == request.param
-    yield request.param
-    ops.set_scan_isa('auto')
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(params=['cpp', 'fallback'])
 def impl(request, monkeypatch):
     """Run the wrapper on the C++ op or on its pure-PyTorch fallback."""
@@ -121,7 +101,7 @@ def test_reference_equals_cross_scan_composition():
 
 @pytest.mark.parametrize('with_d, with_bias, softplus', OPTIONS)
 @pytest.mark.parametrize('shape', SHAPES)
-def test_op_matches_reference(isa, shape, with_d, with_bias, softplus):
+def test_op_matches_reference(scan_isa, shape, with_d, with_bias, softplus):
     args = make_inputs(*shape, seed=sum(shape), positive_steps=not softplus)
     args['Ds'] = args['Ds'] if with_d else None
     args['delta_bias'] = args['delta_bias'] if with_bias else None
@@ -151,7 +131,7 @@ def test_isa_paths_agree():
 
 @requires_ext
 @pytest.mark.parametrize('channels', [96, 40])
-def test_thread_counts_give_identical_results(isa, threads, channels):
+def test_thread_counts_give_identical_results(scan_isa, threads, channels):
     # The task width depends on the thread count, but every channel is
     # computed alone, so the results are bitwise equal.
     args = make_inputs(3, 12, 10, channels, 1, seed=3)

@@ -26,26 +26,6 @@ LARGE = [(3, 4, 1000, 1024, 1000), (1, 49, 768, 768, 768),
          (4, 50, 90, 100, 1400), (2, 500, 96, 96, 100)]
 
 
-@pytest.fixture(params=['avx512', 'avx2', 'portable'])
-def isa(request):
-    """Select each kernel path this CPU supports, then restore 'auto'."""
-    if not HAS_EXT:
-        pytest.skip('mmtvmamba._ext is not built')
-    if request.param not in ops.available_isas():
-        pytest.skip(f'this CPU does not support the {request.param} path')
-    assert ops.set_isa(request.param) == request.param
-    yield request.param
-    ops.set_isa('auto')
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(previous)
-
-
 def make_layout(channels, positions, permutation, generator):
     """Return index and alpha of ``positions`` kernel positions.
 

@@ -15,17 +15,6 @@ CASES = [(1, 1, 1, 1), (1, 5, 7, 33), (2, 96, 49, 96), (3, 40, 100, 70),
          (2, 300, 20, 320)]
 
 
-@pytest.fixture(params=['avx512', 'avx2', 'portable'])
-def isa(request):
-    if not HAS_EXT:
-        pytest.skip('mmtvmamba._ext is not built')
-    if request.param not in ops.available_isas():
-        pytest.skip(f'this CPU does not support the {request.param} path')
-    ops.set_isa(request.param)
-    yield request.param
-    ops.set_isa('auto')
-
-
 def random_layout(channels, positions, seed):
     generator = torch.Generator().manual_seed(seed)
     index = torch.randint(0, channels + 1, (positions, ), generator=generator)

@@ -51,26 +51,6 @@ def call_op(args, delta_softplus):
         args['D'], args['delta_bias'], delta_softplus)
 
 
-@pytest.fixture(params=['avx512', 'portable'])
-def isa(request):
-    """Select each scan kernel path this CPU supports, then restore 'auto'."""
-    if not HAS_EXT:
-        pytest.skip('mmtvmamba._ext is not built')
-    if request.param not in ops.available_scan_isas():
-        pytest.skip(f'this CPU does not support the {request.param} path')
-    assert ops.set_scan_isa(request.param) == request.param
-    yield request.param
-    ops.set_scan_isa('auto')
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(params=['cpp', 'fallback'])
 def impl(request, monkeypatch):
     """Run the wrapper on the C++ op or on its pure-PyTorch fallback."""
@@ -87,8 +67,8 @@ def impl(request, monkeypatch):
 @pytest.mark.parametrize('states', [1, 4])
 @pytest.mark.parametrize('groups', [1, 4])
 @pytest.mark.parametrize('batch', [1, 2])
-def test_fused_matches_reference(isa, batch, groups, states, length, with_d,
-                                 with_bias, softplus):
+def test_fused_matches_reference(scan_isa, batch, groups, states, length,
+                                 with_d, with_bias, softplus):
     args = make_inputs(
         batch, 3 * groups, length, states, groups, seed=length + states,
         positive_steps=not softplus)
@@ -105,7 +85,7 @@ def test_fused_matches_reference(isa, batch, groups, states, length, with_d,
 
 @requires_ext
 @pytest.mark.parametrize('states', [1, 3])
-def test_thread_counts_give_identical_results(isa, threads, states):
+def test_thread_counts_give_identical_results(scan_isa, threads, states):
     # 128 rows of 600 steps make several tasks for the thread pool.
     args = make_inputs(2, 64, 600, states, 4, seed=3)
 
@@ -179,7 +159,7 @@ def softplus_probe(x):
 
 
 @requires_ext
-def test_softplus_matches_torch(isa):
+def test_softplus_matches_torch(scan_isa):
     # Results of x >= -80 are normal floats. The range covers both sides of
     # the threshold 20 and the point where log1p's argument falls below
     # 2**-24 (x ~ -16.6).
@@ -195,7 +175,7 @@ def test_softplus_matches_torch(isa):
 
 
 @requires_ext
-def test_softplus_special_values(isa):
+def test_softplus_special_values(scan_isa):
     x = torch.tensor([float('inf'), float('-inf'), float('nan'), -200.0])
 
     out = softplus_probe(x)
@@ -205,7 +185,7 @@ def test_softplus_special_values(isa):
 
 
 @requires_ext
-def test_decay_exp_matches_torch(isa):
+def test_decay_exp_matches_torch(scan_isa):
     # With u = (1e30, 0), delta = (1e-30, 1), B = C = 1 and A = x, the first
     # state is h0 = 1e-30 * 1e30 with decay exp(1e-30 * x) = 1, so the
     # second output is exp(x) * h0. exp(x) is normal for x in [-87, 88].

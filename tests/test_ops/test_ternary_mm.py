@@ -57,26 +57,6 @@ def impl(request):
     yield cpp_ops()
 
 
-@pytest.fixture(params=['avx512', 'avx2', 'portable'])
-def isa(request):
-    """Select each kernel path this CPU supports, then restore 'auto'."""
-    if not HAS_EXT:
-        pytest.skip('mmtvmamba._ext is not built')
-    if request.param not in ops.available_isas():
-        pytest.skip(f'this CPU does not support the {request.param} path')
-    assert ops.set_isa(request.param) == request.param
-    yield request.param
-    ops.set_isa('auto')
-
-
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize('m, n, k', SHAPES)
 def test_ternary_mm_int_exact(isa, threads, m, n, k):
     a = random_codes(m, k, seed=1)

@@ -5,10 +5,20 @@ from typing import Optional, Set, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmtvmamba.ops import pack_ternary, q2t_linear
+from mmtvmamba.ops import (pack_ternary, q2t_linear, q2t_pack, quinary_mm,
+                           ternary_mm)
 from mmtvmamba.quantization import Q2TQuantizer, TernaryLinear2d
 from mmtvmamba.quantization.weight import ternarize_weight
 from .layout import build_part_layout
+
+# Calls with more tokens run q2t_pack and the matmul as two ops, which
+# give bitwise equal results. One parallel region instead of two pays off
+# for small calls, while for large ones the separate matmul blocks the
+# cache better. q2t_linear ran at 0.88x of the two ops for 25088 tokens,
+# 384 -> 96, on one thread (tools/benchmark/benchmark_q2t_linear.py with
+# that shape, AMD EPYC Zen 4, 2026-12-05). 4096 lies above the 3136 tokens
+# of a 224x224 image in stage 1.
+FUSED_MAX_TOKENS = 4096
 
 __all__ = [
     'FusedNorm', 'TernaryPart', 'DeployTernaryLinear', 'DeployLinear2d',
@@ -100,9 +110,16 @@ class TernaryPart(nn.Module):
         """
         norm_args = () if norm is None else (norm.weight, norm.bias,
                                              norm.eps)
-        return q2t_linear(x, self.index, self.alpha, self.code_radius, eps,
-                          self.weight, weight_scale, bias, self.k_scale,
-                          residual, activation, *norm_args)
+        if x.shape[0] * x.shape[2] <= FUSED_MAX_TOKENS:
+            return q2t_linear(x, self.index, self.alpha, self.code_radius,
+                              eps, self.weight, weight_scale, bias,
+                              self.k_scale, residual, activation, *norm_args)
+
+        packed, rms = q2t_pack(x, self.index, self.alpha, self.code_radius,
+                               eps, *norm_args)
+        matmul = quinary_mm if self.code_radius == 2 else ternary_mm
+        return matmul(packed, self.weight, self.width, rms, weight_scale,
+                      bias, self.k_scale, residual, activation)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for name, buffer in self._buffers.items():

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from mmtvmamba.deploy import linear as deploy_linear
 from mmtvmamba.deploy import (DeployLinear2d, DeploySS2D, FusedVSSBlock,
                               convert_to_deploy,
                               count_deploy_projections, deploy_state_dict,
@@ -163,6 +164,26 @@ def test_projections_equal_two_op_form(variant, threads):
                                expected), name
     finally:
         torch.set_num_threads(previous)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('tokens', [300, 4200])
+def test_projection_forms_agree(tokens, monkeypatch):
+    # Calls above FUSED_MAX_TOKENS run q2t_pack and the matmul separately.
+    # A limit of 0 sends every call that way, and a large one sends none.
+    backbone = build_backbone(seed=7)
+    convert_to_deploy(backbone, 'ternary', alpha_groups=4)
+    projection = backbone.layers[0].blocks[0].mlp.fc1
+    x = torch.randn(2, projection.in_features, tokens // 2)
+    residual = torch.randn(tokens, projection.out_features)
+
+    monkeypatch.setattr(deploy_linear, 'FUSED_MAX_TOKENS', 0)
+    separate = projection.project(x, residual)
+    monkeypatch.setattr(deploy_linear, 'FUSED_MAX_TOKENS', 10**9)
+    fused = projection.project(x, residual)
+
+    assert torch.equal(fused, separate)
+    assert torch.equal(fused, project_with_two_ops(projection, x, residual))
 
 
 @torch.no_grad()

@@ -107,9 +107,9 @@ def _group_sizes(sorted_alpha: Tensor, groups: Optional[int],
                  shared_scales: bool) -> List[int]:
     """Return the group sizes of a part whose scales are sorted.
 
-    With shared scales, one group per distinct scale when there are at most
-    ``groups`` of them, which makes the layout exact; otherwise the word
-    groups of :func:`split_groups`.
+    With shared scales and at most ``groups`` distinct scales, every
+    distinct scale gets its own group, which makes the layout exact. All
+    other parts get the word groups of :func:`split_groups`.
     """
     if shared_scales and groups is not None and len(sorted_alpha):
         _, counts = torch.unique_consecutive(sorted_alpha, return_counts=True)
